@@ -1,0 +1,127 @@
+"""Drug formulary: HCPCS / RxNorm / NDC / local codes and names -> drug class and billing unit.
+
+The data lives in a versioned data file (``coding_core/data/formulary.json``); this module
+only validates and indexes it.  Reading the file is the caller's job (see
+``mapping.reference_data``) so the coding core stays free of I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict
+
+from coding_core.model import Coding, DrugClass
+from coding_core.profile import FormularyOverride
+
+HCPCS_SYSTEM = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+RXNORM_SYSTEM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+NDC_SYSTEM = "http://hl7.org/fhir/sid/ndc"
+LOCAL_SYSTEM_PREFIX = "urn:local:"  # local codes reach the formulary through ``local_codes``
+
+
+class FormularyEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hcpcs: str
+    name: str
+    drug_class: DrugClass
+    # HCPCS billing unit, e.g. 10 mg for J9312: units = ceil(dose / billing unit).
+    billing_unit_value: Decimal
+    billing_unit: str  # "mg", "mcg", "g", "mL", "mEq", "units", "each"
+    single_dose: bool = False
+    rxnorm: tuple[str, ...] = ()
+    ndc: tuple[str, ...] = ()
+    local_codes: tuple[str, ...] = ()
+    synonyms: tuple[str, ...] = ()
+
+
+def normalize_ndc(code: str) -> str:
+    """NDCs arrive as 10-digit with dashes (4-4-2, 5-3-2, 5-4-1) or as 11-digit 5-4-2."""
+    parts = code.strip().split("-")
+    if len(parts) == 3:
+        widths = (5, 4, 2)
+        return "".join(p.zfill(w) for p, w in zip(parts, widths, strict=True))
+    return re.sub(r"\D", "", code)
+
+
+def normalize_name(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+class Formulary:
+    """Indexed, immutable formulary.  ``lookup`` never raises: unknown drugs return None."""
+
+    def __init__(self, version: str, entries: Iterable[FormularyEntry]):
+        self.version = version
+        self.entries: tuple[FormularyEntry, ...] = tuple(entries)
+        self._by_hcpcs: dict[str, FormularyEntry] = {}
+        self._by_rxnorm: dict[str, FormularyEntry] = {}
+        self._by_ndc: dict[str, FormularyEntry] = {}
+        self._by_local: dict[str, FormularyEntry] = {}
+        self._by_name: dict[str, FormularyEntry] = {}
+        for e in self.entries:
+            self._by_hcpcs[e.hcpcs.upper()] = e
+            for c in e.rxnorm:
+                self._by_rxnorm[c] = e
+            for c in e.ndc:
+                self._by_ndc[normalize_ndc(c)] = e
+            for c in e.local_codes:
+                self._by_local[c.upper()] = e
+            for n in (e.name, *e.synonyms):
+                self._by_name[normalize_name(n)] = e
+
+    @classmethod
+    def from_data(cls, data: dict) -> Formulary:
+        """Build from the parsed data file: ``{"version": ..., "drugs": [...]}``."""
+        return cls(str(data["version"]), (FormularyEntry.model_validate(d) for d in data["drugs"]))
+
+    def with_overrides(self, overrides: Sequence[FormularyOverride]) -> Formulary:
+        if not overrides:
+            return self
+        by_code = {e.hcpcs: e for e in self.entries}
+        for o in overrides:
+            base = by_code.get(o.hcpcs)
+            patch = {k: v for k, v in o.model_dump().items() if v not in (None, ())}
+            if base is None:
+                by_code[o.hcpcs] = FormularyEntry.model_validate(patch)
+            else:
+                merged = base.model_dump()
+                for k, v in patch.items():
+                    if isinstance(v, tuple) and k != "hcpcs":
+                        merged[k] = tuple(dict.fromkeys((*merged[k], *v)))
+                    else:
+                        merged[k] = v
+                by_code[o.hcpcs] = FormularyEntry.model_validate(merged)
+        return Formulary(f"{self.version}+site", by_code.values())
+
+    def by_hcpcs(self, code: str) -> FormularyEntry | None:
+        return self._by_hcpcs.get(code.upper())
+
+    def lookup(self, codings: Sequence[Coding], text: str | None = None) -> FormularyEntry | None:
+        """Resolve a drug: HCPCS, then NDC, then RxNorm, then local codes, then exact name."""
+        for system, index, norm in (
+            (HCPCS_SYSTEM, self._by_hcpcs, str.upper),
+            (NDC_SYSTEM, self._by_ndc, normalize_ndc),
+            (RXNORM_SYSTEM, self._by_rxnorm, str.strip),
+        ):
+            for c in codings:
+                if c.system == system:
+                    hit = index.get(norm(c.code))
+                    if hit is not None:
+                        return hit
+        for c in codings:
+            if c.system not in (HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM):
+                hit = self._by_local.get(c.code.upper())
+                if hit is not None:
+                    return hit
+        names = [c.display for c in codings if c.display]
+        if text:
+            names.insert(0, text)
+        for n in names:
+            hit = self._by_name.get(normalize_name(n))
+            if hit is not None:
+                return hit
+        return None

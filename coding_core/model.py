@@ -1,0 +1,199 @@
+"""Typed contract between the mapping layer and the coding core.
+
+Mappers (FHIR, HL7 v2) produce :class:`AdministrationEvent` and :class:`EncounterInfo`;
+the coding core turns them into a :class:`CodingResult` of :class:`CodedLine`.  Nothing
+here knows about FHIR classes, Kafka or files: plain values only.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Route(StrEnum):
+    IV = "iv"
+    SC = "sc"
+    IM = "im"
+    INTRA_ARTERIAL = "ia"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+class Method(StrEnum):
+    """How the drug was given, as documented (not as coded)."""
+
+    PUSH = "push"
+    INFUSION = "infusion"
+    INJECTION = "injection"
+    FLUSH = "flush"
+    PUMP_REFILL = "pump-refill"
+    UNKNOWN = "unknown"
+
+
+class AdminStatus(StrEnum):
+    COMPLETED = "completed"
+    IN_PROGRESS = "in-progress"
+    STOPPED = "stopped"
+    ON_HOLD = "on-hold"
+    NOT_DONE = "not-done"
+    ENTERED_IN_ERROR = "entered-in-error"
+    UNKNOWN = "unknown"
+
+
+class EncounterClass(StrEnum):
+    AMBULATORY = "AMB"
+    EMERGENCY = "EMER"
+    OBSERVATION = "OBSENC"
+    INPATIENT = "IMP"
+    OTHER = "OTHER"
+
+
+class Setting(StrEnum):
+    FACILITY = "facility"
+    PROFESSIONAL = "professional"
+
+
+class DrugClass(StrEnum):
+    CHEMO = "chemo"
+    CHEMO_HORMONAL = "chemo-hormonal"
+    THERAPEUTIC = "therapeutic"
+    HYDRATION = "hydration"
+    # Not drug-administration services of their own (see CODING_RULES "Never billable"):
+    BLOOD = "blood"  # transfusion products; hydration around them is not billable
+    CONTRAST = "contrast"  # contrast for imaging
+
+
+class PumpType(StrEnum):
+    PORTABLE = "portable"
+    IMPLANTABLE = "implantable"
+
+
+class Coding(BaseModel):
+    model_config = _FROZEN
+    system: str
+    code: str
+    display: str | None = None
+
+
+class Quantity(BaseModel):
+    model_config = _FROZEN
+    value: Decimal
+    unit: str
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: Decimal) -> Decimal:
+        if not v.is_finite():
+            raise ValueError("quantity must be finite")
+        return v
+
+
+class AdministrationEvent(BaseModel):
+    """One documented administration, normalised.  Times are timezone-aware."""
+
+    model_config = _FROZEN
+
+    id: str
+    encounter_id: str
+    patient_id: str | None = None
+    status: AdminStatus = AdminStatus.COMPLETED
+    drug_codings: tuple[Coding, ...] = ()
+    drug_text: str | None = None
+    route: Route = Route.UNKNOWN
+    method: Method = Method.UNKNOWN
+    start: datetime | None = None
+    end: datetime | None = None
+    # Vascular access identity: the device (line) when documented, else the body site.
+    access_device: str | None = None
+    body_site: str | None = None
+    dose: Quantity | None = None
+    volume_ml: Decimal | None = None
+    rate_ml_per_h: Decimal | None = None
+    wasted: Quantity | None = None
+    kvo: bool = False
+    part_of_procedure: bool = False
+    pump: PumpType | None = None
+    ndc: str | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and (v.tzinfo is None or v.utcoffset() is None):
+            raise ValueError("administration times must carry a UTC offset")
+        return v
+
+    @property
+    def access_site(self) -> str | None:
+        """Identity of the vascular access: device first, else body site."""
+        if self.access_device:
+            return f"device:{self.access_device}"
+        if self.body_site:
+            return f"site:{self.body_site}"
+        return None
+
+
+class EncounterInfo(BaseModel):
+    model_config = _FROZEN
+
+    id: str
+    patient_id: str | None = None
+    encounter_class: EncounterClass | None = None
+    status: str | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+class CodedLine(BaseModel):
+    """One charge line with the reasoning that produced it."""
+
+    model_config = _FROZEN
+
+    code: str
+    system: Literal["CPT", "HCPCS"]
+    units: int
+    modifiers: tuple[str, ...] = ()
+    service_date: date
+    administration_ids: tuple[str, ...]
+    rule: str  # rule id, e.g. "hydration.initial"
+    reason: str  # human-readable explanation
+    minutes: int | None = None
+    access_site: str | None = None
+    drug_name: str | None = None
+    drug_codings: tuple[Coding, ...] = ()
+    ndc: str | None = None
+    role: Literal["initial", "add-on", "standalone", "drug"] = "standalone"
+
+
+class CodingWarning(BaseModel):
+    model_config = _FROZEN
+
+    code: str  # e.g. "missing-stop-time"
+    message: str
+    administration_ids: tuple[str, ...] = ()
+
+
+class Exclusion(BaseModel):
+    """An administration (or part of one) that produced no line, and why."""
+
+    model_config = _FROZEN
+
+    administration_id: str
+    reason: str
+
+
+class CodingResult(BaseModel):
+    model_config = _FROZEN
+
+    encounter_id: str
+    setting: Setting
+    lines: tuple[CodedLine, ...]
+    warnings: tuple[CodingWarning, ...] = ()
+    exclusions: tuple[Exclusion, ...] = ()
+    formulary_version: str | None = None

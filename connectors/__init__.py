@@ -1,0 +1,1 @@
+"""Connectors: command line, files and (later) Kafka I/O, state and workers."""
