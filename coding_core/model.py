@@ -113,6 +113,8 @@ class AdministrationEvent(BaseModel):
     # Vascular access identity: the device (line) when documented, else the body site.
     access_device: str | None = None
     body_site: str | None = None
+    # Kind of access when documented: "peripheral", "picc", "central", "port" (implanted).
+    access_type: str | None = None
     dose: Quantity | None = None
     volume_ml: Decimal | None = None
     rate_ml_per_h: Decimal | None = None

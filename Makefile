@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	@echo "== ChargeItems (FHIR Bundle) for the bundled sample feeds =="
+	$(VENV)/bin/infusion-charges code samples/*.json samples/*.ndjson
+	@echo
+	@echo "== The same, explained =="
+	$(VENV)/bin/infusion-charges code --explain samples/*.json samples/*.ndjson
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_coding_core.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,484 @@
+"""The coding engine: an encounter's administration events -> coded lines with reasons.
+
+Steps (each a pure function of its inputs):
+1. ignore entered-in-error / not-done; classify every administration (``classify.py``);
+2. group the IV hierarchy services into *scopes*: the vascular access site (facility: one
+   initial service per site per encounter) or the date of service (professional: one initial
+   per date);
+3. in each scope pick the initial service by hierarchy, then give every other service its
+   role — sequential, repeat push, concurrent, additional hour — and look its code up in
+   ``rules.IV_CODES``;
+4. code the services outside the hierarchy (``rules.STANDALONE_CODES``);
+5. drop any add-on whose primary is missing (with a warning) and add the drug lines.
+The result does not depend on the order of the input events.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from coding_core.classify import Classified, Note, classify
+from coding_core.drug_lines import drug_lines
+from coding_core.formulary import Formulary
+from coding_core.model import (
+    AdminStatus,
+    AdministrationEvent,
+    CodedLine,
+    CodingResult,
+    CodingWarning,
+    DrugClass,
+    EncounterClass,
+    EncounterInfo,
+    Exclusion,
+    Setting,
+)
+from coding_core.profile import Profile
+from coding_core.rules import (
+    ADDON_PRIMARIES,
+    HIERARCHY_RANK,
+    INFUSION_KINDS,
+    IV_CODES,
+    PUSH_KINDS,
+    SC_INFUSION_ADDITIONAL_SITE,
+    STANDALONE_ADDED_HOUR,
+    STANDALONE_CODES,
+    THRESHOLDS,
+    CodeRule,
+    Kind,
+    Role,
+)
+from coding_core.timing import Interval, fmt_local, hour_blocks, local_date, overlap_minutes, subtract, total_minutes, union, whole_minutes
+
+IGNORED_STATUSES = {
+    AdminStatus.ENTERED_IN_ERROR: "entered in error: ignored",
+    AdminStatus.NOT_DONE: "not done: ignored",
+}
+_FAR_PAST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+UNSPECIFIED_SITE = "unspecified"
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@dataclass
+class Service:
+    """One billable unit of work on an access: a push, or an infusate (same drug, bags summed)."""
+
+    kind: Kind
+    drug_key: str
+    drug_name: str
+    members: list[Classified]
+    intervals: list[Interval]
+
+    @property
+    def start(self) -> datetime:
+        return min(m.start for m in self.members)  # type: ignore[type-var]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(sorted(m.event.id for m in self.members))
+
+    @property
+    def minutes(self) -> int:
+        return total_minutes(self.intervals)
+
+    @property
+    def site(self) -> str | None:
+        return self.members[0].event.access_site
+
+    def order_key(self) -> tuple:
+        return (self.start, self.ids)
+
+    def hierarchy_key(self) -> tuple:
+        return (-HIERARCHY_RANK[self.kind], self.start, self.ids)
+
+
+@dataclass
+class _Ctx:
+    encounter: EncounterInfo
+    profile: Profile
+    tz: ZoneInfo
+    lines: list[CodedLine] = field(default_factory=list)
+    warnings: list[CodingWarning] = field(default_factory=list)
+    exclusions: list[Exclusion] = field(default_factory=list)
+    concurrent_reported: bool = False
+
+    @property
+    def facility(self) -> bool:
+        return self.profile.setting is Setting.FACILITY
+
+    def warn(self, code: str, message: str, ids: Sequence[str] = ()) -> None:
+        self.warnings.append(CodingWarning.model_construct(code=code, message=message, administration_ids=tuple(sorted(ids))))
+
+    def exclude(self, ids: Sequence[str], reason: str) -> None:
+        for i in ids:
+            self.exclusions.append(Exclusion.model_construct(administration_id=i, reason=reason))
+
+    def emit(self, rule: CodeRule, units: int, day: date, svc: Service, role: str, reason: str,
+             minutes: int | None = None, modifiers: tuple[str, ...] = ()) -> None:
+        assert rule.code is not None
+        self.lines.append(CodedLine.model_construct(
+            code=rule.code, system="CPT", units=units, modifiers=modifiers, service_date=day,
+            administration_ids=svc.ids, rule=rule.rule, reason=f"{reason} — {rule.text}",
+            minutes=minutes, access_site=svc.site, drug_name=svc.drug_name,
+            drug_codings=(), ndc=None, role=role,
+        ))
+
+    def describe(self, svc: Service) -> str:
+        spans = ", ".join(_span(s, e, self.tz) for s, e in union(svc.intervals))
+        site = svc.site or UNSPECIFIED_SITE
+        return f"{svc.drug_name} [{spans}] on {site}"
+
+
+def _span(start: datetime, end: datetime, tz: ZoneInfo) -> str:
+    a, b = fmt_local(start, tz), fmt_local(end, tz)
+    if start == end:
+        return a
+    return f"{a}–{b[11:] if a[:10] == b[:10] else b}"
+
+
+def code_encounter(
+    encounter: EncounterInfo,
+    events: Sequence[AdministrationEvent],
+    formulary: Formulary,
+    profile: Profile,
+) -> CodingResult:
+    """Code one closed encounter.  ``formulary`` should already carry the profile's overrides."""
+    ctx = _Ctx(encounter, profile, _zone(profile.timezone))
+
+    classified: list[Classified] = []
+    for event in _unique(events, ctx):
+        ignored = IGNORED_STATUSES.get(event.status)
+        if ignored:
+            ctx.exclude((event.id,), ignored)
+            continue
+        c = classify(event, formulary, profile)
+        for n in c.warnings:
+            ctx.warn(n.code, n.message, (event.id,))
+        if encounter.period_end is not None and event.start is not None and event.start > encounter.period_end:
+            ctx.warn("administered-after-close", f"administration {event.id} starts after the encounter ended", (event.id,))
+        classified.append(c)
+
+    if encounter.encounter_class is EncounterClass.INPATIENT:
+        for c in classified:
+            if c.kind is not None or c.excluded:
+                ctx.exclude((c.event.id,), "inpatient encounter: no drug administration codes")
+    else:
+        _code_administrations(ctx, classified)
+
+    drugs, notes = drug_lines(classified, profile, ctx.tz)
+    for n in notes:
+        ctx.warn(n.code, n.message, ())
+    ctx.lines.extend(drugs)
+
+    role_order = {"initial": 0, "standalone": 1, "add-on": 2, "drug": 3}
+    lines = sorted(ctx.lines, key=lambda ln: (ln.service_date, role_order[ln.role], ln.code, ln.modifiers, ln.administration_ids, ln.rule))
+    warnings = sorted(set(ctx.warnings), key=lambda w: (w.code, w.administration_ids, w.message))
+    exclusions = sorted(set(ctx.exclusions), key=lambda x: (x.administration_id, x.reason))
+    return CodingResult.model_construct(
+        encounter_id=encounter.id, setting=profile.setting, lines=tuple(lines),
+        warnings=tuple(warnings), exclusions=tuple(exclusions), formulary_version=formulary.version,
+    )
+
+
+def _unique(events: Sequence[AdministrationEvent], ctx: _Ctx) -> list[AdministrationEvent]:
+    """One event per id (deterministically the same whatever the input order), sorted by time."""
+    by_id: dict[str, AdministrationEvent] = {}
+    for e in events:
+        prev = by_id.get(e.id)
+        if prev is None:
+            by_id[e.id] = e
+        elif prev != e:
+            keep = max(prev, e, key=lambda x: x.model_dump_json())
+            by_id[e.id] = keep
+            ctx.warn("conflicting-duplicate", f"administration {e.id} was given twice with different content; one version kept", (e.id,))
+    return sorted(by_id.values(), key=lambda e: (e.start or _FAR_PAST, e.id))
+
+
+# --------------------------------------------------------------------------- administrations
+
+
+def _code_administrations(ctx: _Ctx, classified: list[Classified]) -> None:
+    hierarchy: list[Classified] = []
+    standalone: list[Classified] = []
+    for c in classified:
+        if c.excluded:
+            ctx.exclude((c.event.id,), c.excluded)
+        elif c.kind in HIERARCHY_RANK:
+            hierarchy.append(c)
+        elif c.kind is not None:
+            standalone.append(c)
+    transfusion_windows = _transfusion_windows(ctx, classified)
+
+    for index, (scope, members) in enumerate(_scopes(ctx, hierarchy)):
+        _code_scope(ctx, scope, members, transfusion_windows, second_site=ctx.facility and index > 0)
+    _code_standalone(ctx, standalone)
+    _port_irrigation(ctx, [c for c in standalone if c.kind is Kind.PORT_IRRIGATION])
+    _drop_orphan_addons(ctx)
+
+
+def _transfusion_windows(ctx: _Ctx, classified: list[Classified]) -> list[Interval]:
+    pad = timedelta(minutes=ctx.profile.transfusion_window_minutes)
+    out = []
+    for c in classified:
+        if c.drug_class is DrugClass.BLOOD and c.start is not None:
+            out.append((c.start - pad, (c.end or c.start) + pad))
+    return out
+
+
+def _best(members: list[Classified]) -> tuple:
+    return min((-HIERARCHY_RANK[c.kind], c.start, c.event.id) for c in members)  # type: ignore[index]
+
+
+def _scopes(ctx: _Ctx, hierarchy: list[Classified]) -> list[tuple[str, list[Classified]]]:
+    """Facility: one scope per vascular access site.  Professional: one scope per date."""
+    if not hierarchy:
+        return []
+    if not ctx.facility:
+        by_day: dict[str, list[Classified]] = defaultdict(list)
+        for c in hierarchy:
+            by_day[local_date(c.start, ctx.tz).isoformat()].append(c)  # type: ignore[arg-type]
+        return sorted(by_day.items())
+    by_site: dict[str, list[Classified]] = defaultdict(list)
+    unsited: list[Classified] = []
+    for c in hierarchy:
+        site = c.event.access_site
+        (by_site[site] if site else unsited).append(c)
+    if unsited:
+        ids = [c.event.id for c in unsited]
+        if by_site:
+            target = min(by_site, key=lambda k: (_best(by_site[k]), k))
+            ctx.warn("missing-access-site", f"{len(ids)} administration(s) without a documented access site were counted on the primary access {target}; no separate initial service", ids)
+        else:
+            target = UNSPECIFIED_SITE
+            ctx.warn("missing-access-site", f"{len(ids)} administration(s) without a documented access site: coded as one access", ids)
+        by_site[target].extend(unsited)
+    return sorted(by_site.items(), key=lambda kv: (_best(kv[1]), kv[0]))
+
+
+def _services(ctx: _Ctx, members: list[Classified]) -> list[Service]:
+    """Pushes stay single; infusions of the same drug (and all hydration) on one access are summed."""
+    services: list[Service] = []
+    infusates: dict[tuple[str | None, Kind, str], list[Classified]] = defaultdict(list)
+    seen_push: dict[tuple, str] = {}
+    for c in members:
+        if c.kind in PUSH_KINDS:
+            key = (c.event.access_site, c.drug_key, c.start.replace(second=0, microsecond=0))  # type: ignore[union-attr]
+            if key in seen_push:
+                ctx.warn("possible-duplicate", f"administration {c.event.id} repeats the push of {c.drug_name} in {seen_push[key]} at the same minute on the same access; counted once", (c.event.id, seen_push[key]))
+                ctx.exclude((c.event.id,), f"duplicate of {seen_push[key]}")
+                continue
+            seen_push[key] = c.event.id
+            services.append(Service(c.kind, c.drug_key, c.drug_name, [c], [(c.start, c.end or c.start)]))  # type: ignore[list-item]
+        else:
+            drug = "hydration" if c.kind is Kind.HYDRATION else c.drug_key
+            infusates[(c.event.access_site if ctx.facility else None, c.kind, drug)].append(c)  # type: ignore[index]
+    for (_, kind, drug), group in infusates.items():
+        intervals = [c.interval for c in group]  # type: ignore[misc]
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                if a.event.access_site == b.event.access_site and overlap_minutes([a.interval], [b.interval]) > 0 and a.drug_key == b.drug_key:  # type: ignore[list-item]
+                    ctx.warn("possible-duplicate", f"administrations {a.event.id} and {b.event.id} of {a.drug_name} overlap on the same access; time counted once", (a.event.id, b.event.id))
+        name = "hydration (" + ", ".join(sorted({c.drug_name for c in group})) + ")" if kind is Kind.HYDRATION else group[0].drug_name
+        services.append(Service(kind, drug, name, sorted(group, key=lambda c: (c.start, c.event.id)), union(intervals)))
+    return services
+
+
+def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: list[Interval], second_site: bool) -> None:
+    services = _services(ctx, members)
+    # Hydration around a blood transfusion is not billable.
+    for s in services:
+        if s.kind is Kind.HYDRATION and transfusions and overlap_minutes(s.intervals, transfusions) > 0:
+            s.intervals = subtract(s.intervals, transfusions)
+            ctx.warn("hydration-around-transfusion", f"hydration time within {ctx.profile.transfusion_window_minutes} min of a blood transfusion is not billable", s.ids)
+    services.sort(key=Service.hierarchy_key)
+
+    initial: Service | None = None
+    for s in services:
+        if s.kind is Kind.HYDRATION and s.minutes < THRESHOLDS.hydration_min_minutes:
+            continue
+        initial = s
+        break
+    rest = sorted((s for s in services if s is not initial), key=Service.order_key)
+    hydrations = [s for s in rest if s.kind is Kind.HYDRATION]
+    others = [s for s in rest if s.kind is not Kind.HYDRATION]
+
+    placed: dict[str | None, list[Interval]] = defaultdict(list)  # main-line infusion time per access
+    infusion_time: dict[str | None, list[Interval]] = defaultdict(list)  # all drug infusion time per access
+    last_push: dict[str, datetime] = {}
+    if initial is not None:
+        rule = IV_CODES[(initial.kind, Role.INITIAL)]
+        modifiers: tuple[str, ...] = ()
+        reason = f"initial service on {scope}: {ctx.describe(initial)}, {initial.minutes} min; highest in the hierarchy"
+        if second_site:
+            modifiers = (ctx.profile.distinct_service_modifier,)
+            ctx.warn("second-initial-service", f"a second vascular access ({scope}) has its own initial service {rule.code}-{modifiers[0]}: the medical need for a separate access must be documented", initial.ids)
+            reason += f"; separate vascular access, modifier {modifiers[0]}"
+        ctx.emit(rule, 1, local_date(initial.start, ctx.tz), initial, "initial", reason, initial.minutes if initial.kind in INFUSION_KINDS else None, modifiers)
+        if initial.kind in INFUSION_KINDS:
+            _added_hours(ctx, initial, IV_CODES[(initial.kind, Role.ADDED_HOUR)], skip_first=True)
+            placed[initial.site].extend(initial.intervals)
+            if initial.kind is not Kind.HYDRATION:
+                infusion_time[initial.site].extend(initial.intervals)
+        else:
+            last_push[initial.drug_key] = initial.start
+
+    for s in others:
+        if initial is None:  # cannot happen: any non-hydration service qualifies as initial
+            continue
+        if s.kind in INFUSION_KINDS:
+            infusion_time[s.site].extend(s.intervals)
+            if overlap_minutes(s.intervals, placed[s.site]) > 0:
+                _concurrent(ctx, s)
+                continue
+            rule = IV_CODES[(s.kind, Role.SEQUENTIAL)]
+            ctx.emit(rule, 1, local_date(s.start, ctx.tz), s, "add-on", f"{ctx.describe(s)}, {s.minutes} min, after the initial service", s.minutes)
+            _added_hours(ctx, s, IV_CODES[(s.kind, Role.ADDED_HOUR)], skip_first=True)
+            placed[s.site].extend(s.intervals)
+        else:
+            _push(ctx, s, last_push)
+
+    for h in hydrations:
+        own = union(h.intervals)
+        billable = subtract(own, [iv for site_ivs in infusion_time.values() for iv in site_ivs] if not ctx.facility else infusion_time[h.site])
+        concurrent_minutes = total_minutes(own) - total_minutes(billable)
+        minutes = total_minutes(billable)
+        if minutes < THRESHOLDS.hydration_min_minutes:
+            if concurrent_minutes > 0:
+                ctx.exclude(h.ids, f"hydration concurrent with another infusion ({concurrent_minutes} min): not billable; {minutes} min left")
+                ctx.warn("hydration-concurrent", f"hydration ran concurrently with another infusion for {concurrent_minutes} min; the remaining {minutes} min do not reach 31 min", h.ids)
+            else:
+                ctx.exclude(h.ids, f"hydration of {minutes} min: 30 min or less is not billable")
+                ctx.warn("hydration-too-short", f"hydration of {minutes} min is 30 minutes or less: not billable", h.ids)
+            continue
+        h.intervals = billable
+        rule = IV_CODES[(Kind.HYDRATION, Role.SEQUENTIAL if initial is not None else Role.INITIAL)]
+        note = f"; {concurrent_minutes} min concurrent with another infusion not counted" if concurrent_minutes else ""
+        _added_hours(ctx, h, rule, skip_first=False, extra=note)
+
+
+def _concurrent(ctx: _Ctx, s: Service) -> None:
+    rule = IV_CODES[(s.kind, Role.CONCURRENT)]
+    if rule.code is None:
+        ctx.exclude(s.ids, rule.text)
+        return
+    if rule.code == "96368":
+        if ctx.concurrent_reported:
+            ctx.exclude(s.ids, "concurrent infusion: 96368 is reported once per encounter and was already reported")
+            return
+        ctx.concurrent_reported = True
+    if rule.unlisted:
+        ctx.warn("unlisted-code", f"{ctx.describe(s)}: {rule.text}", s.ids)
+    ctx.emit(rule, 1, local_date(s.start, ctx.tz), s, "add-on", f"{ctx.describe(s)} ran at the same time as another infusion through the same access", s.minutes)
+
+
+def _push(ctx: _Ctx, s: Service, last_push: dict[str, datetime]) -> None:
+    previous = last_push.get(s.drug_key)
+    if previous is None:
+        rule = IV_CODES[(s.kind, Role.SEQUENTIAL)]
+        ctx.emit(rule, 1, local_date(s.start, ctx.tz), s, "add-on", f"{ctx.describe(s)}: push of a new drug after the initial service")
+        last_push[s.drug_key] = s.start
+        return
+    rule = IV_CODES[(s.kind, Role.REPEAT)]
+    gap = whole_minutes(previous, s.start)
+    if rule.code is None:
+        ctx.exclude(s.ids, rule.text)
+    elif rule.facility_only and not ctx.facility:
+        ctx.exclude(s.ids, f"repeat push of {s.drug_name}: {rule.code} is not reported in the professional setting")
+    elif gap < THRESHOLDS.repeat_push_min_gap_minutes:
+        ctx.exclude(s.ids, f"repeat push of {s.drug_name} {gap} min after its last reported push: needs more than 30 min")
+    else:
+        ctx.emit(rule, 1, local_date(s.start, ctx.tz), s, "add-on", f"{ctx.describe(s)}: same drug pushed again {gap} min after its last reported push")
+        last_push[s.drug_key] = s.start
+
+
+def _added_hours(ctx: _Ctx, s: Service, rule: CodeRule, skip_first: bool, extra: str = "") -> None:
+    """Each (additional) hour, dated on the day the hour began; > 30 min for a partial hour."""
+    blocks = hour_blocks(s.intervals)
+    counted = [b for b in blocks[1 if skip_first else 0:] if b.minutes >= THRESHOLDS.addon_hour_min_minutes]
+    per_day: dict[date, list] = defaultdict(list)
+    for b in counted:
+        per_day[local_date(b.start, ctx.tz)].append(b)
+    total = s.minutes
+    for day, bs in sorted(per_day.items()):
+        parts = ", ".join(f"{fmt_local(b.start, ctx.tz)[11:]}+{b.minutes}min" for b in bs)
+        what = "additional hour(s)" if skip_first else "hour(s)"
+        ctx.emit(rule, len(bs), day, s, "add-on" if rule.addon else "initial",
+                 f"{ctx.describe(s)}: {total} min in all; {len(bs)} {what} begun on {day.isoformat()} ({parts}){extra}", total)
+    dropped = [b for b in blocks[1 if skip_first else 0:] if b.minutes < THRESHOLDS.addon_hour_min_minutes]
+    if dropped and not counted and not skip_first:
+        ctx.exclude(s.ids, f"{rule.code}: {dropped[-1].minutes} min is 30 min or less")
+
+
+def _code_standalone(ctx: _Ctx, standalone: list[Classified]) -> None:
+    injections: dict[tuple[Kind, date], list[Classified]] = defaultdict(list)
+    sc_sites: list[str | None] = []
+    for c in sorted(standalone, key=lambda c: (c.start or _FAR_PAST, c.event.id)):
+        kind = c.kind
+        assert kind is not None
+        if kind is Kind.PORT_IRRIGATION:
+            continue
+        svc = Service(kind, c.drug_key, c.drug_name, [c], [c.interval] if c.interval else [])
+        day = local_date(c.start or _FAR_PAST, ctx.tz)
+        rule = STANDALONE_CODES[kind]
+        if kind in (Kind.CHEMO_INJECTION, Kind.CHEMO_HORMONAL_INJECTION, Kind.THERAPEUTIC_INJECTION):
+            injections[(kind, day)].append(c)
+            continue
+        if kind is Kind.SC_INFUSION:
+            if sc_sites:
+                if c.event.access_site not in sc_sites:
+                    ctx.emit(SC_INFUSION_ADDITIONAL_SITE, 1, day, svc, "add-on", f"{ctx.describe(svc)}: new subcutaneous site")
+                    sc_sites.append(c.event.access_site)
+                else:
+                    ctx.exclude(svc.ids, "further subcutaneous infusion through an already established site")
+                continue
+            sc_sites.append(c.event.access_site)
+        if rule.unlisted:
+            ctx.warn("unlisted-code", f"{ctx.describe(svc)}: {rule.text}", svc.ids)
+        ctx.emit(rule, 1, day, svc, "initial" if kind in STANDALONE_ADDED_HOUR else "standalone",
+                 f"{ctx.describe(svc)}" + (f", {svc.minutes} min" if svc.intervals else ""), svc.minutes if svc.intervals else None)
+        if kind in STANDALONE_ADDED_HOUR and svc.intervals:
+            _added_hours(ctx, svc, STANDALONE_ADDED_HOUR[kind], skip_first=True)
+    for (kind, day), group in sorted(injections.items(), key=lambda kv: (kv[0][1], kv[0][0].value)):
+        svc = Service(kind, "injections", ", ".join(c.drug_name for c in group), group, [])
+        ctx.emit(STANDALONE_CODES[kind], len(group), day, svc, "standalone",
+                 f"{len(group)} injection(s): {svc.drug_name}; the IV hierarchy does not apply to SC/IM injections")
+
+
+def _port_irrigation(ctx: _Ctx, flushes: list[Classified]) -> None:
+    days_with_service = {ln.service_date for ln in ctx.lines}
+    done: set[date] = set()
+    for c in sorted(flushes, key=lambda c: (c.start or _FAR_PAST, c.event.id)):
+        if c.start is None:
+            ctx.exclude((c.event.id,), "port irrigation without a time")
+            continue
+        day = local_date(c.start, ctx.tz)
+        if day in days_with_service:
+            ctx.exclude((c.event.id,), "port irrigation is bundled when another service is reported that day")
+        elif day in done:
+            ctx.exclude((c.event.id,), "port irrigation already reported that day")
+        else:
+            svc = Service(Kind.PORT_IRRIGATION, c.drug_key, c.drug_name, [c], [])
+            ctx.emit(STANDALONE_CODES[Kind.PORT_IRRIGATION], 1, day, svc, "standalone", f"port flush on {c.event.access_site or UNSPECIFIED_SITE}, nothing else reported that day")
+            done.add(day)
+
+
+def _drop_orphan_addons(ctx: _Ctx) -> None:
+    """Remove add-ons none of whose primary codes is on the claim (repeat: removals cascade)."""
+    while True:
+        present = {ln.code for ln in ctx.lines}
+        orphans = [ln for ln in ctx.lines if ln.code in ADDON_PRIMARIES and not (ADDON_PRIMARIES[ln.code] & present)]
+        if not orphans:
+            return
+        for ln in orphans:
+            primaries = ", ".join(sorted(ADDON_PRIMARIES[ln.code]))
+            ctx.warn("addon-without-primary", f"add-on {ln.code} has none of its primary codes ({primaries}) on the claim: removed", ln.administration_ids)
+            ctx.exclude(ln.administration_ids, f"{ln.code} removed: add-on without its primary")
+        ctx.lines[:] = [ln for ln in ctx.lines if ln not in orphans]
