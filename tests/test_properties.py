@@ -1,0 +1,113 @@
+"""Properties that hold for any encounter, on generated administrations."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from coding_core.engine import code_encounter
+from coding_core.model import AdminStatus, EncounterClass, EncounterInfo, Method, Route, Setting
+from coding_core.profile import Profile
+from coding_core.rules import ADDON_PRIMARIES
+from tests.builders import DRUGS, FORMULARY, INITIAL_CODES, adm
+
+# Start times around the 2026 spring-forward and fall-back transitions in New York.
+WINDOWS = [datetime(2026, 3, 7, 20, tzinfo=timezone.utc), datetime(2026, 10, 31, 20, tzinfo=timezone.utc)]
+IV_DRUGS = [c for c, d in DRUGS.items() if d[1] in ("chemo", "chemo-hormonal", "therapeutic", "hydration")]
+
+
+@st.composite
+def administration(draw, index: int):
+    base = draw(st.sampled_from(WINDOWS))
+    start = base + timedelta(minutes=draw(st.integers(0, 48 * 60)))
+    has_end = draw(st.booleans()) or draw(st.booleans())
+    end = start + timedelta(minutes=draw(st.integers(0, 10 * 60))) if has_end else None
+    return adm(
+        draw(st.sampled_from(IV_DRUGS)),
+        start,
+        end,
+        id=f"ma-{index:03d}",
+        route=draw(st.sampled_from([Route.IV, Route.IV, Route.IV, Route.SC, Route.IM, Route.UNKNOWN])),
+        method=draw(st.sampled_from([Method.UNKNOWN, Method.UNKNOWN, Method.PUSH, Method.INFUSION])),
+        site=draw(st.sampled_from(["port-1", "piv-L", None])),
+        dose=(draw(st.integers(1, 900)), "mg"),
+        volume=draw(st.sampled_from([None, 250, 1000])),
+        rate=draw(st.sampled_from([None, 20, 125, 500])),
+        status=draw(st.sampled_from([AdminStatus.COMPLETED] * 8 + [AdminStatus.ENTERED_IN_ERROR, AdminStatus.NOT_DONE])),
+    )
+
+
+@st.composite
+def encounter_events(draw):
+    n = draw(st.integers(1, 12))
+    return [draw(administration(i)) for i in range(n)]
+
+
+def _code(events, setting=Setting.FACILITY, tz="America/New_York"):
+    enc = EncounterInfo(id="enc-1", encounter_class=EncounterClass.OBSERVATION)
+    return code_encounter(enc, events, FORMULARY, Profile(setting=setting, timezone=tz))
+
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(encounter_events())
+def test_never_two_initial_services_on_one_access_site(events) -> None:
+    result = _code(events)
+    initials = Counter(ln.access_site for ln in result.lines if ln.code in INITIAL_CODES)
+    assert all(n == 1 for n in initials.values()), initials
+    # and only the first (primary) access goes without the distinct-service modifier
+    assert sum(1 for ln in result.lines if ln.code in INITIAL_CODES and not ln.modifiers) <= 1
+
+
+@SETTINGS
+@given(encounter_events(), st.sampled_from(list(Setting)))
+def test_no_add_on_without_its_primary(events, setting) -> None:
+    result = _code(events, setting)
+    codes = {ln.code for ln in result.lines}
+    for ln in result.lines:
+        if ln.code in ADDON_PRIMARIES:
+            assert ADDON_PRIMARIES[ln.code] & codes, (ln.code, codes)
+
+
+@SETTINGS
+@given(encounter_events(), st.randoms(use_true_random=False), st.sampled_from(list(Setting)))
+def test_result_does_not_depend_on_input_order(events, rnd, setting) -> None:
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    assert _code(events, setting) == _code(shuffled, setting)
+
+
+@SETTINGS
+@given(encounter_events())
+def test_units_do_not_depend_on_the_sites_time_zone(events) -> None:
+    """Minutes are absolute: coding in DST-observing New York or in UTC gives the same
+    administration codes and units (only the dates lines fall on may differ; drug units are
+    rounded per date of service, so they legitimately can)."""
+
+    def totals(result):
+        c: Counter = Counter()
+        for ln in result.lines:
+            if ln.system == "CPT":
+                c[(ln.code, ln.modifiers)] += ln.units
+        return c
+
+    assert totals(_code(events, tz="America/New_York")) == totals(_code(events, tz="UTC"))
+
+
+@SETTINGS
+@given(encounter_events())
+def test_every_line_is_traceable_to_the_input(events) -> None:
+    result = _code(events)
+    ids = {e.id for e in events}
+    excluded = {x.administration_id for x in result.exclusions}
+    for ln in result.lines:
+        assert ln.units >= 1 and ln.reason and set(ln.administration_ids) <= ids
+    # nothing silently dropped: every administration is on a line or listed as excluded
+    used = {i for ln in result.lines for i in ln.administration_ids}
+    assert ids <= used | excluded
