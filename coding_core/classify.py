@@ -15,7 +15,7 @@ from coding_core.formulary import Formulary, FormularyEntry, normalize_name
 from coding_core.model import AdministrationEvent, DrugClass, Method, PumpType, Route
 from coding_core.profile import Profile
 from coding_core.rules import THRESHOLDS, Kind
-from coding_core.timing import Interval, whole_minutes
+from coding_core.timing import Interval, to_utc, whole_minutes
 
 
 class Technique:
@@ -129,7 +129,11 @@ def classify(event: AdministrationEvent, formulary: Formulary, profile: Profile)
     entry = formulary.lookup(event.drug_codings, event.drug_text)
     drug_key, drug_name = drug_identity(event, entry)
     drug_class = entry.drug_class if entry is not None else DrugClass.THERAPEUTIC
-    c = Classified(event, entry, drug_class, drug_key, drug_name, start=event.start, end=event.end)
+    c = Classified(
+        event, entry, drug_class, drug_key, drug_name,
+        start=to_utc(event.start) if event.start is not None else None,
+        end=to_utc(event.end) if event.end is not None else None,
+    )
     if entry is None:
         c.warnings.append(Note("unknown-drug", f"administration {event.id}: drug '{drug_name}' is not in the formulary; coded conservatively as a therapeutic drug with an unclassified drug line"))
 

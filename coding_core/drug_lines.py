@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from coding_core.classify import Classified, Note, dose_in
 from coding_core.formulary import NDC_SYSTEM, normalize_ndc
-from coding_core.model import CodedLine, Coding
+from coding_core.model import CodedLine, Coding, trusted
 from coding_core.profile import Profile
 from coding_core.rules import UNCLASSIFIED_DRUG_HCPCS
 from coding_core.timing import local_date
@@ -115,7 +115,7 @@ def _ndc(items: list[Classified]) -> str | None:
 
 
 def _line(code, units, modifiers, day, ids, name, codings: tuple[Coding, ...], ndc, rule, reason) -> CodedLine:
-    return CodedLine.model_construct(
+    return trusted(CodedLine, 
         code=code, system="HCPCS", units=units, modifiers=tuple(modifiers), service_date=day,
         administration_ids=ids, rule=rule, reason=reason, minutes=None, access_site=None,
         drug_name=name, drug_codings=tuple(codings), ndc=ndc, role="drug",

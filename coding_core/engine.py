@@ -36,6 +36,7 @@ from coding_core.model import (
     EncounterInfo,
     Exclusion,
     Setting,
+    trusted,
 )
 from coding_core.profile import Profile
 from coding_core.rules import (
@@ -52,7 +53,7 @@ from coding_core.rules import (
     Kind,
     Role,
 )
-from coding_core.timing import Interval, fmt_local, hour_blocks, local_date, overlap_minutes, subtract, total_minutes, union, whole_minutes
+from coding_core.timing import Interval, to_utc, fmt_local, hour_blocks, local_date, overlap_minutes, subtract, total_minutes, union, whole_minutes
 
 IGNORED_STATUSES = {
     AdminStatus.ENTERED_IN_ERROR: "entered in error: ignored",
@@ -67,31 +68,21 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-@dataclass
 class Service:
     """One billable unit of work on an access: a push, or an infusate (same drug, bags summed)."""
 
-    kind: Kind
-    drug_key: str
-    drug_name: str
-    members: list[Classified]
-    intervals: list[Interval]
+    __slots__ = ("kind", "drug_key", "drug_name", "members", "intervals", "start", "ids", "minutes", "site")
 
-    @property
-    def start(self) -> datetime:
-        return min(m.start for m in self.members)  # type: ignore[type-var]
+    def __init__(self, kind: Kind, drug_key: str, drug_name: str, members: list[Classified], intervals: list[Interval]):
+        self.kind, self.drug_key, self.drug_name, self.members = kind, drug_key, drug_name, members
+        self.start: datetime = min(m.start for m in members) if members and members[0].start else _FAR_PAST  # type: ignore[type-var]
+        self.ids: tuple[str, ...] = tuple(sorted(m.event.id for m in members))
+        self.site: str | None = members[0].event.access_site if members else None
+        self.set_intervals(intervals)
 
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return tuple(sorted(m.event.id for m in self.members))
-
-    @property
-    def minutes(self) -> int:
-        return total_minutes(self.intervals)
-
-    @property
-    def site(self) -> str | None:
-        return self.members[0].event.access_site
+    def set_intervals(self, intervals: list[Interval]) -> None:
+        self.intervals = intervals
+        self.minutes = total_minutes(intervals)
 
     def order_key(self) -> tuple:
         return (self.start, self.ids)
@@ -109,39 +100,49 @@ class _Ctx:
     warnings: list[CodingWarning] = field(default_factory=list)
     exclusions: list[Exclusion] = field(default_factory=list)
     concurrent_reported: bool = False
+    _local: dict = field(default_factory=dict)
+    _day: dict = field(default_factory=dict)
 
     @property
     def facility(self) -> bool:
         return self.profile.setting is Setting.FACILITY
 
     def warn(self, code: str, message: str, ids: Sequence[str] = ()) -> None:
-        self.warnings.append(CodingWarning.model_construct(code=code, message=message, administration_ids=tuple(sorted(ids))))
+        self.warnings.append(trusted(CodingWarning, code=code, message=message, administration_ids=tuple(sorted(ids))))
 
     def exclude(self, ids: Sequence[str], reason: str) -> None:
         for i in ids:
-            self.exclusions.append(Exclusion.model_construct(administration_id=i, reason=reason))
+            self.exclusions.append(trusted(Exclusion, administration_id=i, reason=reason))
 
     def emit(self, rule: CodeRule, units: int, day: date, svc: Service, role: str, reason: str,
              minutes: int | None = None, modifiers: tuple[str, ...] = ()) -> None:
         assert rule.code is not None
-        self.lines.append(CodedLine.model_construct(
+        self.lines.append(trusted(CodedLine, 
             code=rule.code, system="CPT", units=units, modifiers=modifiers, service_date=day,
             administration_ids=svc.ids, rule=rule.rule, reason=f"{reason} — {rule.text}",
             minutes=minutes, access_site=svc.site, drug_name=svc.drug_name,
             drug_codings=(), ndc=None, role=role,
         ))
 
+    def local(self, instant: datetime) -> str:
+        """'YYYY-MM-DD HH:MM' in the site's zone, cached per instant for this encounter."""
+        text = self._local.get(instant)
+        if text is None:
+            text = self._local[instant] = fmt_local(instant, self.tz)
+        return text
+
+    def day(self, instant: datetime) -> date:
+        d = self._day.get(instant)
+        if d is None:
+            d = self._day[instant] = local_date(instant, self.tz)
+        return d
+
     def describe(self, svc: Service) -> str:
-        spans = ", ".join(_span(s, e, self.tz) for s, e in union(svc.intervals))
-        site = svc.site or UNSPECIFIED_SITE
-        return f"{svc.drug_name} [{spans}] on {site}"
-
-
-def _span(start: datetime, end: datetime, tz: ZoneInfo) -> str:
-    a, b = fmt_local(start, tz), fmt_local(end, tz)
-    if start == end:
-        return a
-    return f"{a}–{b[11:] if a[:10] == b[:10] else b}"
+        parts = []
+        for s, e in svc.intervals:
+            a, b = self.local(s), self.local(e)
+            parts.append(a if s == e else f"{a}–{b[11:] if a[:10] == b[:10] else b}")
+        return f"{svc.drug_name} [{', '.join(parts)}] on {svc.site or UNSPECIFIED_SITE}"
 
 
 def code_encounter(
@@ -180,11 +181,11 @@ def code_encounter(
 
     role_order = {"initial": 0, "standalone": 1, "add-on": 2, "drug": 3}
     lines = sorted(ctx.lines, key=lambda ln: (ln.service_date, role_order[ln.role], ln.code, ln.modifiers, ln.administration_ids, ln.rule))
-    warnings = sorted(set(ctx.warnings), key=lambda w: (w.code, w.administration_ids, w.message))
-    exclusions = sorted(set(ctx.exclusions), key=lambda x: (x.administration_id, x.reason))
-    return CodingResult.model_construct(
+    warnings = sorted({(w.code, w.administration_ids, w.message): w for w in ctx.warnings}.items())
+    exclusions = sorted({(x.administration_id, x.reason): x for x in ctx.exclusions}.items())
+    return trusted(CodingResult, 
         encounter_id=encounter.id, setting=profile.setting, lines=tuple(lines),
-        warnings=tuple(warnings), exclusions=tuple(exclusions), formulary_version=formulary.version,
+        warnings=tuple(w for _, w in warnings), exclusions=tuple(x for _, x in exclusions), formulary_version=formulary.version,
     )
 
 
@@ -199,7 +200,7 @@ def _unique(events: Sequence[AdministrationEvent], ctx: _Ctx) -> list[Administra
             keep = max(prev, e, key=lambda x: x.model_dump_json())
             by_id[e.id] = keep
             ctx.warn("conflicting-duplicate", f"administration {e.id} was given twice with different content; one version kept", (e.id,))
-    return sorted(by_id.values(), key=lambda e: (e.start or _FAR_PAST, e.id))
+    return sorted(by_id.values(), key=lambda e: (to_utc(e.start) if e.start else _FAR_PAST, e.id))
 
 
 # --------------------------------------------------------------------------- administrations
@@ -296,7 +297,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
     # Hydration around a blood transfusion is not billable.
     for s in services:
         if s.kind is Kind.HYDRATION and transfusions and overlap_minutes(s.intervals, transfusions) > 0:
-            s.intervals = subtract(s.intervals, transfusions)
+            s.set_intervals(subtract(s.intervals, transfusions))
             ctx.warn("hydration-around-transfusion", f"hydration time within {ctx.profile.transfusion_window_minutes} min of a blood transfusion is not billable", s.ids)
     services.sort(key=Service.hierarchy_key)
 
@@ -321,7 +322,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
             modifiers = (ctx.profile.distinct_service_modifier,)
             ctx.warn("second-initial-service", f"a second vascular access ({scope}) has its own initial service {rule.code}-{modifiers[0]}: the medical need for a separate access must be documented", initial.ids)
             reason += f"; separate vascular access, modifier {modifiers[0]}"
-        ctx.emit(rule, 1, local_date(initial.start, ctx.tz), initial, "initial", reason, initial.minutes if initial.kind in INFUSION_KINDS else None, modifiers)
+        ctx.emit(rule, 1, ctx.day(initial.start), initial, "initial", reason, initial.minutes if initial.kind in INFUSION_KINDS else None, modifiers)
         if initial.kind in INFUSION_KINDS:
             _added_hours(ctx, initial, IV_CODES[(initial.kind, Role.ADDED_HOUR)], skip_first=True)
             placed[initial.site].extend(initial.intervals)
@@ -339,7 +340,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
                 _concurrent(ctx, s)
                 continue
             rule = IV_CODES[(s.kind, Role.SEQUENTIAL)]
-            ctx.emit(rule, 1, local_date(s.start, ctx.tz), s, "add-on", f"{ctx.describe(s)}, {s.minutes} min, after the initial service", s.minutes)
+            ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)}, {s.minutes} min, after the initial service", s.minutes)
             _added_hours(ctx, s, IV_CODES[(s.kind, Role.ADDED_HOUR)], skip_first=True)
             placed[s.site].extend(s.intervals)
         else:
@@ -358,7 +359,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
                 ctx.exclude(h.ids, f"hydration of {minutes} min: 30 min or less is not billable")
                 ctx.warn("hydration-too-short", f"hydration of {minutes} min is 30 minutes or less: not billable", h.ids)
             continue
-        h.intervals = billable
+        h.set_intervals(billable)
         rule = IV_CODES[(Kind.HYDRATION, Role.SEQUENTIAL if initial is not None else Role.INITIAL)]
         note = f"; {concurrent_minutes} min concurrent with another infusion not counted" if concurrent_minutes else ""
         _added_hours(ctx, h, rule, skip_first=False, extra=note)
@@ -376,14 +377,14 @@ def _concurrent(ctx: _Ctx, s: Service) -> None:
         ctx.concurrent_reported = True
     if rule.unlisted:
         ctx.warn("unlisted-code", f"{ctx.describe(s)}: {rule.text}", s.ids)
-    ctx.emit(rule, 1, local_date(s.start, ctx.tz), s, "add-on", f"{ctx.describe(s)} ran at the same time as another infusion through the same access", s.minutes)
+    ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)} ran at the same time as another infusion through the same access", s.minutes)
 
 
 def _push(ctx: _Ctx, s: Service, last_push: dict[str, datetime]) -> None:
     previous = last_push.get(s.drug_key)
     if previous is None:
         rule = IV_CODES[(s.kind, Role.SEQUENTIAL)]
-        ctx.emit(rule, 1, local_date(s.start, ctx.tz), s, "add-on", f"{ctx.describe(s)}: push of a new drug after the initial service")
+        ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)}: push of a new drug after the initial service")
         last_push[s.drug_key] = s.start
         return
     rule = IV_CODES[(s.kind, Role.REPEAT)]
@@ -395,26 +396,29 @@ def _push(ctx: _Ctx, s: Service, last_push: dict[str, datetime]) -> None:
     elif gap < THRESHOLDS.repeat_push_min_gap_minutes:
         ctx.exclude(s.ids, f"repeat push of {s.drug_name} {gap} min after its last reported push: needs more than 30 min")
     else:
-        ctx.emit(rule, 1, local_date(s.start, ctx.tz), s, "add-on", f"{ctx.describe(s)}: same drug pushed again {gap} min after its last reported push")
+        ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)}: same drug pushed again {gap} min after its last reported push")
         last_push[s.drug_key] = s.start
 
 
 def _added_hours(ctx: _Ctx, s: Service, rule: CodeRule, skip_first: bool, extra: str = "") -> None:
     """Each (additional) hour, dated on the day the hour began; > 30 min for a partial hour."""
+    minimum = THRESHOLDS.addon_hour_min_minutes + (60 if skip_first else 0)
+    if s.minutes < minimum:
+        if not skip_first:
+            ctx.exclude(s.ids, f"{rule.code}: {s.minutes} min is 30 min or less")
+        return
     blocks = hour_blocks(s.intervals)
-    counted = [b for b in blocks[1 if skip_first else 0:] if b.minutes >= THRESHOLDS.addon_hour_min_minutes]
-    per_day: dict[date, list] = defaultdict(list)
-    for b in counted:
-        per_day[local_date(b.start, ctx.tz)].append(b)
-    total = s.minutes
+    per_day: dict[date, list] = {}
+    for b in blocks[1 if skip_first else 0:]:
+        if b.minutes >= THRESHOLDS.addon_hour_min_minutes:
+            per_day.setdefault(ctx.day(b.start), []).append(b)
+    what = "additional hour(s)" if skip_first else "hour(s)"
+    role = "add-on" if rule.addon else "initial"
+    described = ctx.describe(s)
     for day, bs in sorted(per_day.items()):
-        parts = ", ".join(f"{fmt_local(b.start, ctx.tz)[11:]}+{b.minutes}min" for b in bs)
-        what = "additional hour(s)" if skip_first else "hour(s)"
-        ctx.emit(rule, len(bs), day, s, "add-on" if rule.addon else "initial",
-                 f"{ctx.describe(s)}: {total} min in all; {len(bs)} {what} begun on {day.isoformat()} ({parts}){extra}", total)
-    dropped = [b for b in blocks[1 if skip_first else 0:] if b.minutes < THRESHOLDS.addon_hour_min_minutes]
-    if dropped and not counted and not skip_first:
-        ctx.exclude(s.ids, f"{rule.code}: {dropped[-1].minutes} min is 30 min or less")
+        parts = ", ".join(f"{ctx.local(b.start)[11:]}+{b.minutes}min" for b in bs)
+        ctx.emit(rule, len(bs), day, s, role,
+                 f"{described}: {s.minutes} min in all; {len(bs)} {what} begun on {day.isoformat()} ({parts}){extra}", s.minutes)
 
 
 def _code_standalone(ctx: _Ctx, standalone: list[Classified]) -> None:

@@ -15,9 +15,25 @@ Interval = tuple[datetime, datetime]
 ADDON_HOUR_MIN_MINUTES = 31  # "> 30 minutes beyond each full hour"
 
 
+def to_utc(instant: datetime) -> datetime:
+    return instant.astimezone(timezone.utc)
+
+
 def whole_minutes(start: datetime, end: datetime) -> int:
-    """Whole minutes between two aware instants (seconds truncated)."""
-    return int((end.astimezone(timezone.utc) - start.astimezone(timezone.utc)).total_seconds() // 60)
+    """Whole minutes between two aware instants (seconds truncated).
+
+    Python subtracts two datetimes that share a tzinfo object as wall-clock times, which
+    is wrong across a DST change; instants in the engine are UTC (see ``to_utc``), and
+    anything else is converted here.
+    """
+    if start.tzinfo is not timezone.utc:
+        start = start.astimezone(timezone.utc)
+    if end.tzinfo is not timezone.utc:
+        end = end.astimezone(timezone.utc)
+    return (end - start) // _MINUTE
+
+
+_MINUTE = timedelta(minutes=1)
 
 
 def additional_hour_units(total_minutes: int) -> int:
@@ -71,6 +87,9 @@ def overlap_minutes(a: list[Interval], b: list[Interval]) -> int:
 
 
 def total_minutes(intervals: list[Interval]) -> int:
+    if len(intervals) == 1:
+        s, e = intervals[0]
+        return whole_minutes(s, e)
     return sum(whole_minutes(s, e) for s, e in union(intervals))
 
 
