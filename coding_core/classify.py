@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 
 from coding_core.formulary import Formulary, FormularyEntry, normalize_name
 from coding_core.model import AdministrationEvent, DrugClass, Method, PumpType, Route
@@ -18,7 +19,7 @@ from coding_core.rules import THRESHOLDS, Kind
 from coding_core.timing import Interval, to_utc, whole_minutes
 
 
-class Technique:
+class Technique(StrEnum):
     PUSH = "push"
     INFUSION = "infusion"
     INJECTION = "injection"
@@ -26,7 +27,7 @@ class Technique:
 
 # (route, technique, drug class) -> kind.  Missing combinations are "not a drug administration service".
 _CHEMO = (DrugClass.CHEMO, DrugClass.CHEMO_HORMONAL)
-KIND_TABLE: dict[tuple[Route, str, DrugClass], Kind] = {}
+KIND_TABLE: dict[tuple[Route, Technique, DrugClass], Kind] = {}
 for _c in _CHEMO:
     KIND_TABLE[(Route.IV, Technique.INFUSION, _c)] = Kind.CHEMO_INFUSION
     KIND_TABLE[(Route.IV, Technique.PUSH, _c)] = Kind.CHEMO_PUSH
@@ -202,7 +203,7 @@ def classify(event: AdministrationEvent, formulary: Formulary, profile: Profile)
     return c
 
 
-def _technique(c: Classified, route: Route) -> str | None:
+def _technique(c: Classified, route: Route) -> Technique | None:
     """push / infusion / injection, from the documented method and the measured minutes."""
     event = c.event
     if route in (Route.SC, Route.IM):

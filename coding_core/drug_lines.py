@@ -72,7 +72,8 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo) -> 
                 amount = dose_in(dose.value, dose.unit, bu_unit)
             if amount is None:
                 problem = "missing-dose" if dose is None and c.event.volume_ml is None else "dose-unit-mismatch"
-                notes.append(Note(problem, f"administration {c.event.id}: dose {'not documented' if problem == 'missing-dose' else f'in {dose.unit} cannot be converted to {bu_unit}'}; {hcpcs} billed conservatively"))
+                what = "not documented" if dose is None else f"in {dose.unit} cannot be converted to {bu_unit}"
+                notes.append(Note(problem, f"administration {c.event.id}: dose {what}; {hcpcs} billed conservatively"))
                 continue
             total += amount
             if c.event.wasted is not None:

@@ -75,7 +75,8 @@ class Service:
 
     def __init__(self, kind: Kind, drug_key: str, drug_name: str, members: list[Classified], intervals: list[Interval]):
         self.kind, self.drug_key, self.drug_name, self.members = kind, drug_key, drug_name, members
-        self.start: datetime = min(m.start for m in members) if members and members[0].start else _FAR_PAST  # type: ignore[type-var]
+        starts = [m.start for m in members if m.start is not None]
+        self.start: datetime = min(starts) if starts else _FAR_PAST
         self.ids: tuple[str, ...] = tuple(sorted(m.event.id for m in members))
         self.site: str | None = members[0].event.access_site if members else None
         self.set_intervals(intervals)
@@ -282,7 +283,7 @@ def _services(ctx: _Ctx, members: list[Classified]) -> list[Service]:
             drug = "hydration" if c.kind is Kind.HYDRATION else c.drug_key
             infusates[(c.event.access_site if ctx.facility else None, c.kind, drug)].append(c)  # type: ignore[index]
     for (_, kind, drug), group in infusates.items():
-        intervals = [c.interval for c in group]  # type: ignore[misc]
+        intervals = [c.interval for c in group if c.interval is not None]
         for i, a in enumerate(group):
             for b in group[i + 1:]:
                 if a.event.access_site == b.event.access_site and overlap_minutes([a.interval], [b.interval]) > 0 and a.drug_key == b.drug_key:  # type: ignore[list-item]

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class Route(StrEnum):
@@ -201,7 +202,7 @@ class CodingResult(BaseModel):
     formulary_version: str | None = None
 
 
-def trusted(cls: type[BaseModel], **values: object) -> BaseModel:
+def trusted(cls: type[_M], **values: object) -> _M:
     """Build a model from values the coding core computed itself, without re-validating them.
 
     The coding core's outputs are produced by its own typed code from validated inputs, so
