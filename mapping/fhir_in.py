@@ -1,0 +1,583 @@
+"""FHIR in: MedicationAdministration and Encounter resources -> coding-core events.
+
+Versions: R4/R4B (``context``, ``effective[x]``, ``medicationCodeableConcept``) are validated
+with ``fhir.resources.R4B`` (R4 and R4B are identical for these two resources); R5
+(``encounter``, ``occurence[x]`` — spelled that way in R5 — and ``medication`` as a
+CodeableReference) with ``fhir.resources`` (R5).  The version is recognised from the R5-only
+element names, so mixed feeds work.
+
+Every FHIR element the product reads is named in :data:`FIELD_PATHS` — one place to look when
+an interface team asks "where do you take the access site from?".  Code tables (route, method,
+status, encounter class, access type) follow it.  Functions here raise
+:class:`mapping.errors.MappingError` for a record that cannot be charged; they never log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from fhir.resources.R4B.encounter import Encounter as EncounterR4
+from fhir.resources.R4B.medicationadministration import MedicationAdministration as MedicationAdministrationR4
+from fhir.resources.encounter import Encounter as EncounterR5
+from fhir.resources.medicationadministration import MedicationAdministration as MedicationAdministrationR5
+from pydantic import ValidationError
+
+from coding_core.formulary import NDC_SYSTEM
+from coding_core.model import (
+    AdministrationEvent,
+    AdminStatus,
+    Coding,
+    EncounterClass,
+    EncounterInfo,
+    Method,
+    PumpType,
+    Quantity,
+    Route,
+)
+from mapping.errors import MappingError, UnreadableSourceError, summarize_validation_errors
+
+# Extensions this product defines (documented in the README, "Input contract").
+EXT_BASE = "https://infusion-charges.dev/fhir/StructureDefinition/"
+EXT_ACCESS_TYPE = EXT_BASE + "access-type"  # valueCode: peripheral | picc | central | port
+EXT_WASTED = EXT_BASE + "wasted-amount"  # valueQuantity: documented discarded drug amount
+EXT_PUMP = EXT_BASE + "pump-type"  # valueCode: portable | implantable
+EXT_KVO = EXT_BASE + "keep-vein-open"  # valueBoolean
+
+# Where each event field comes from, per FHIR version.  The mapping code below follows this
+# table; tests/test_fhir_in.py checks each row.
+FIELD_PATHS: dict[str, dict[str, str]] = {
+    "encounter_id": {"R4": "context.reference (Encounter/<id>)", "R5": "encounter.reference (Encounter/<id>)"},
+    "patient_id": {"R4": "subject.reference (Patient/<id>)", "R5": "subject.reference (Patient/<id>)"},
+    "status": {"R4": "status", "R5": "status"},
+    "drug": {
+        "R4": "medicationCodeableConcept.coding | medicationReference -> contained Medication.code",
+        "R5": "medication.concept.coding | medication.reference -> contained Medication.code",
+    },
+    "start/end": {"R4": "effectivePeriod.start/end | effectiveDateTime", "R5": "occurencePeriod.start/end | occurenceDateTime"},
+    "access_device": {"R4": "device[0].reference (Device/<id>) or .display", "R5": "device[0].reference.reference or .concept"},
+    "body_site": {"R4": "dosage.site.coding[0].code or .text", "R5": "dosage.site.coding[0].code or .text"},
+    "access_type": {"R4": f"extension {EXT_ACCESS_TYPE}, else words in device display/site text", "R5": "same"},
+    "route": {"R4": "dosage.route (SNOMED CT, HL7 v2-0162, text)", "R5": "same"},
+    "method": {"R4": "dosage.method (HL7 v2-0165 IVP=push, IVPB=infusion, SNOMED CT, text)", "R5": "same"},
+    "dose": {"R4": "dosage.dose (value + UCUM code or unit)", "R5": "same"},
+    "volume_ml": {"R4": "dosage.dose when its unit is a volume", "R5": "same"},
+    "rate_ml_per_h": {"R4": "dosage.rateQuantity | dosage.rateRatio (mL per h or min)", "R5": "same"},
+    "kvo": {"R4": f"dosage.text or method text containing KVO/TKO/keep vein open, or extension {EXT_KVO}", "R5": "same"},
+    "part_of_procedure": {"R4": "partOf -> Procedure/<id>", "R5": "partOf -> Procedure/<id>"},
+    "wasted": {"R4": f"extension {EXT_WASTED}", "R5": "same"},
+    "pump": {"R4": f"extension {EXT_PUMP}", "R5": "same"},
+    "ndc": {"R4": f"drug coding with system {NDC_SYSTEM}", "R5": "same"},
+}
+
+SNOMED = "http://snomed.info/sct"
+V2_ROUTE = "http://terminology.hl7.org/CodeSystem/v2-0162"
+V2_METHOD = "http://terminology.hl7.org/CodeSystem/v2-0165"
+
+# Codes (any system) and words -> normalised values.  Lower-case keys.
+ROUTE_CODES: dict[str, Route] = {
+    "47625008": Route.IV, "iv": Route.IV, "intravenous": Route.IV, "intravenous route": Route.IV,
+    "34206005": Route.SC, "sc": Route.SC, "sq": Route.SC, "subcut": Route.SC, "subcutaneous": Route.SC,
+    "subcutaneous route": Route.SC,
+    "78421000": Route.IM, "im": Route.IM, "intramuscular": Route.IM, "intramuscular route": Route.IM,
+    "58100008": Route.INTRA_ARTERIAL, "ia": Route.INTRA_ARTERIAL, "intra-arterial": Route.INTRA_ARTERIAL,
+    "intraarterial": Route.INTRA_ARTERIAL, "intra-arterial route": Route.INTRA_ARTERIAL,
+    "37161004": Route.OTHER, "26643006": Route.OTHER, "po": Route.OTHER, "oral": Route.OTHER, "oral route": Route.OTHER,
+    "it": Route.OTHER, "intrathecal": Route.OTHER, "72607000": Route.OTHER, "intravesical": Route.OTHER,
+    "ip": Route.OTHER, "intraperitoneal": Route.OTHER, "38239002": Route.OTHER,
+    "id": Route.OTHER, "intradermal": Route.OTHER, "372464004": Route.OTHER,
+}
+METHOD_CODES: dict[str, Method] = {
+    "ivp": Method.PUSH, "push": Method.PUSH, "iv push": Method.PUSH, "bolus": Method.PUSH, "422145002": Method.PUSH,
+    "ivpb": Method.INFUSION, "piggyback": Method.INFUSION, "infuse": Method.INFUSION, "infusion": Method.INFUSION,
+    "drip": Method.INFUSION, "pf": Method.INFUSION, "perfuse": Method.INFUSION, "14542004": Method.INFUSION,
+    "inject": Method.INJECTION, "injection": Method.INJECTION, "129326001": Method.INJECTION,
+    "flush": Method.FLUSH, "line flush": Method.FLUSH, "ir": Method.FLUSH, "irrigate": Method.FLUSH,
+    "pump refill": Method.PUMP_REFILL, "refill": Method.PUMP_REFILL,
+}
+STATUS_CODES: dict[str, AdminStatus] = {
+    "completed": AdminStatus.COMPLETED, "in-progress": AdminStatus.IN_PROGRESS, "stopped": AdminStatus.STOPPED,
+    "on-hold": AdminStatus.ON_HOLD, "not-done": AdminStatus.NOT_DONE,
+    "entered-in-error": AdminStatus.ENTERED_IN_ERROR, "unknown": AdminStatus.UNKNOWN,
+}
+ENCOUNTER_CLASS_CODES: dict[str, EncounterClass] = {
+    "amb": EncounterClass.AMBULATORY, "emer": EncounterClass.EMERGENCY, "obsenc": EncounterClass.OBSERVATION,
+    "imp": EncounterClass.INPATIENT, "acute": EncounterClass.INPATIENT, "nonac": EncounterClass.INPATIENT,
+    "hh": EncounterClass.OTHER, "vr": EncounterClass.OTHER, "prenc": EncounterClass.OTHER,
+}
+# Words in a device display or site text that name the kind of vascular access.
+ACCESS_TYPE_WORDS: tuple[tuple[str, str], ...] = (
+    ("picc", "picc"), ("port", "port"), ("mediport", "port"), ("port-a-cath", "port"),
+    ("central", "central"), ("cvc", "central"), ("hickman", "central"),
+    ("peripheral", "peripheral"), ("piv", "peripheral"),
+)
+KVO_WORDS = re.compile(r"\b(kvo|tko|keep[ -]vein[ -]open|to keep open)\b", re.IGNORECASE)
+
+# Rate and volume units -> factor to mL/h and mL.
+VOLUME_UNITS: dict[str, Decimal] = {"ml": Decimal(1), "cc": Decimal(1), "l": Decimal(1000)}
+TIME_UNITS_PER_HOUR: dict[str, Decimal] = {"h": Decimal(1), "hr": Decimal(1), "hour": Decimal(1), "min": Decimal(60)}
+
+_R5_MA_KEYS = frozenset({"encounter", "occurenceDateTime", "occurencePeriod", "occurenceTiming", "medication", "recorded"})
+_R4_MA_KEYS = frozenset({"context", "effectiveDateTime", "effectivePeriod", "medicationCodeableConcept", "medicationReference"})
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """One mapped record: an administration or an encounter, with its version for dedupe."""
+
+    kind: str  # "administration" | "encounter"
+    id: str
+    version: tuple[int | None, datetime | None]
+    administration: AdministrationEvent | None = None
+    encounter: EncounterInfo | None = None
+
+
+def fhir_version(data: Mapping[str, Any]) -> str:
+    """'R5' or 'R4' (R4/R4B), recognised from version-specific element names."""
+    rt = data.get("resourceType")
+    if rt == "MedicationAdministration":
+        if _R5_MA_KEYS & data.keys():
+            return "R5"
+        return "R4"
+    if rt == "Encounter":
+        if "actualPeriod" in data or isinstance(data.get("class"), list):
+            return "R5"
+        return "R4"
+    return "R4"
+
+
+def map_resource(data: Mapping[str, Any]) -> Mapped | None:
+    """Map one resource dict.  None for resource types the product does not use (Patient, ...)."""
+    rt = data.get("resourceType") if isinstance(data, Mapping) else None
+    if rt == "MedicationAdministration":
+        event = map_medication_administration(data)
+        return Mapped("administration", event.id, version_of(data), administration=event)
+    if rt == "Encounter":
+        enc = map_encounter(data)
+        return Mapped("encounter", enc.id, version_of(data), encounter=enc)
+    if not isinstance(rt, str):
+        raise MappingError("not a FHIR resource (no resourceType)")
+    return None
+
+
+def version_of(data: Mapping[str, Any]) -> tuple[int | None, datetime | None]:
+    meta = data.get("meta") or {}
+    vid = meta.get("versionId")
+    version = int(vid) if isinstance(vid, str) and vid.isdigit() else (vid if isinstance(vid, int) else None)
+    last = meta.get("lastUpdated")
+    updated = None
+    if isinstance(last, str):
+        try:
+            updated = datetime.fromisoformat(last.replace("Z", "+00:00"))
+        except ValueError:
+            updated = None
+    return version, updated
+
+
+def is_newer(candidate: tuple[int | None, datetime | None], current: tuple[int | None, datetime | None]) -> bool:
+    """Does a re-sent record replace the one we hold?  versionId decides, else lastUpdated;
+    with neither, a repeat is a duplicate."""
+    (cv, cu), (ov, ou) = candidate, current
+    if cv is not None and ov is not None and cv != ov:
+        return cv > ov
+    if cu is not None and ou is not None and cu != ou:
+        if cu.tzinfo is None or ou.tzinfo is None:
+            return False
+        return cu > ou
+    return False
+
+
+def _validate(cls: type, data: Mapping[str, Any], rt: str) -> Any:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise MappingError(
+            f"invalid {rt}: {summarize_validation_errors(e.errors())}",
+            record_id=_id_of(data), resource_type=rt,
+        ) from None
+    except (TypeError, ValueError) as e:  # fhir.resources raises these for some malformed primitives
+        raise MappingError(f"invalid {rt}: {type(e).__name__}", record_id=_id_of(data), resource_type=rt) from None
+
+
+def _id_of(data: Mapping[str, Any]) -> str | None:
+    rid = data.get("id")
+    return rid if isinstance(rid, str) else None
+
+
+def _ref_id(ref: Any, resource_type: str) -> str | None:
+    """'Encounter/123' -> '123' (also absolute URLs and '/_history/2')."""
+    if ref is None or not getattr(ref, "reference", None):
+        return None
+    parts = ref.reference.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] == resource_type:
+        return parts[-1]
+    return None
+
+
+def _codings(cc: Any) -> tuple[Coding, ...]:
+    if cc is None:
+        return ()
+    return tuple(
+        Coding(system=c.system or "", code=c.code, display=c.display)
+        for c in (cc.coding or [])
+        if c.code
+    )
+
+
+def _lookup(table: Mapping[str, Any], cc: Any) -> Any:
+    """First coding code, then display, then text found in ``table``."""
+    if cc is None:
+        return None
+    for c in cc.coding or []:
+        for key in (c.code, c.display):
+            if key and key.strip().lower() in table:
+                return table[key.strip().lower()]
+    if cc.text and cc.text.strip().lower() in table:
+        return table[cc.text.strip().lower()]
+    return None
+
+
+def _aware(value: Any) -> datetime | None:
+    """FHIR dateTime -> aware datetime; a date-only (partial) value gives no time at all."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else None
+    if isinstance(value, date):
+        return None
+    return None
+
+
+def _extension(resource: Any, url: str) -> Any:
+    for ext in getattr(resource, "extension", None) or []:
+        if ext.url == url:
+            return ext
+    return None
+
+
+def _quantity(q: Any) -> Quantity | None:
+    if q is None or q.value is None:
+        return None
+    unit = q.code or q.unit
+    if not unit:
+        return None
+    return Quantity(value=Decimal(q.value), unit=unit)
+
+
+def _volume_ml(q: Quantity | None) -> Decimal | None:
+    if q is None:
+        return None
+    factor = VOLUME_UNITS.get(q.unit.strip().lower())
+    return q.value * factor if factor is not None else None
+
+
+def _rate_ml_per_h(dosage: Any, record_id: str | None) -> Decimal | None:
+    if dosage.rateQuantity is not None:
+        q = dosage.rateQuantity
+        unit = (q.code or q.unit or "").replace(" ", "").lower()
+        if q.value is None:
+            return None
+        vol, _, per = unit.partition("/")
+        vf, tf = VOLUME_UNITS.get(vol), TIME_UNITS_PER_HOUR.get(per.strip("{}"))
+        if vf is None or tf is None:
+            raise MappingError(f"dosage.rateQuantity unit '{unit}' is not a volume per time", record_id=record_id,
+                               resource_type="MedicationAdministration")
+        return Decimal(q.value) * vf * tf
+    if dosage.rateRatio is not None and dosage.rateRatio.numerator and dosage.rateRatio.denominator:
+        num, den = dosage.rateRatio.numerator, dosage.rateRatio.denominator
+        vf = VOLUME_UNITS.get((num.code or num.unit or "").lower())
+        tf = TIME_UNITS_PER_HOUR.get((den.code or den.unit or "").lower())
+        if vf is None or tf is None or num.value is None or not den.value:
+            raise MappingError("dosage.rateRatio is not a volume per time", record_id=record_id,
+                               resource_type="MedicationAdministration")
+        return Decimal(num.value) * vf * tf / Decimal(den.value)
+    return None
+
+
+def _access_type(explicit: str | None, *texts: str | None) -> str | None:
+    if explicit:
+        return explicit.lower()
+    for text in texts:
+        if not text:
+            continue
+        words = re.findall(r"[a-z][a-z-]*", text.lower())
+        for word, kind in ACCESS_TYPE_WORDS:
+            if word in words:
+                return kind
+    return None
+
+
+def _contained_code(resource: Any, reference: str | None) -> Any:
+    """The code of a contained Medication referenced as '#id'."""
+    if not reference or not reference.startswith("#"):
+        return None
+    for c in resource.contained or []:
+        if c.id == reference[1:] and c.get_resource_type() == "Medication":
+            return c.code
+    return None
+
+
+def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEvent:
+    version = fhir_version(data)
+    cls = MedicationAdministrationR5 if version == "R5" else MedicationAdministrationR4
+    ma = _validate(cls, data, "MedicationAdministration")
+    rid = ma.id
+    if not rid:
+        raise MappingError("MedicationAdministration has no id: it cannot be deduplicated or traced",
+                           resource_type="MedicationAdministration")
+
+    def fail(reason: str) -> MappingError:
+        return MappingError(reason, record_id=rid, resource_type="MedicationAdministration")
+
+    status = STATUS_CODES.get((ma.status or "").lower())
+    if status is None:
+        raise fail(f"status '{ma.status}' is not a MedicationAdministration status")
+
+    if version == "R5":
+        encounter_ref = ma.encounter
+        drug_cc = ma.medication.concept if ma.medication is not None else None
+        drug_ref = ma.medication.reference if ma.medication is not None else None
+        start_value, period = ma.occurenceDateTime, ma.occurencePeriod
+        device = ma.device[0] if ma.device else None
+        device_id = _ref_id(device.reference, "Device") if device is not None else None
+        device_text = (device.reference.display if device is not None and device.reference is not None else None) or (
+            (device.concept.text or (device.concept.coding[0].code if device.concept.coding else None))
+            if device is not None and device.concept is not None else None
+        )
+    else:
+        encounter_ref = ma.context
+        drug_cc, drug_ref = ma.medicationCodeableConcept, ma.medicationReference
+        start_value, period = ma.effectiveDateTime, ma.effectivePeriod
+        device = ma.device[0] if ma.device else None
+        device_id = _ref_id(device, "Device") if device is not None else None
+        device_text = device.display if device is not None else None
+
+    encounter_id = _ref_id(encounter_ref, "Encounter")
+    if encounter_id is None:
+        path = "encounter" if version == "R5" else "context"
+        raise fail(f"no {path} reference to an Encounter: the administration cannot be charged to an encounter")
+
+    if drug_cc is None and drug_ref is not None:
+        drug_cc = _contained_code(ma, drug_ref.reference)
+    drug_codings = _codings(drug_cc)
+    drug_text = (drug_cc.text if drug_cc is not None else None) or (drug_ref.display if drug_ref is not None else None)
+    if not drug_codings and not drug_text:
+        raise fail("no medication code or text: the drug cannot be identified")
+
+    dosage = ma.dosage
+    route = Route.UNKNOWN
+    method = Method.UNKNOWN
+    dose = body_site = site_text = None
+    rate = None
+    kvo = False
+    if dosage is not None:
+        route = _lookup(ROUTE_CODES, dosage.route) or (Route.OTHER if dosage.route is not None else Route.UNKNOWN)
+        method = _lookup(METHOD_CODES, dosage.method) or Method.UNKNOWN
+        dose = _quantity(dosage.dose)
+        rate = _rate_ml_per_h(dosage, rid)
+        if dosage.site is not None:
+            site_text = dosage.site.text or next((c.display for c in dosage.site.coding or [] if c.display), None)
+            body_site = next((c.code for c in dosage.site.coding or [] if c.code), None) or dosage.site.text
+        method_text = dosage.method.text if dosage.method is not None else None
+        kvo = any(t and KVO_WORDS.search(t) for t in (dosage.text, method_text))
+    kvo_ext = _extension(ma, EXT_KVO)
+    if kvo_ext is not None and kvo_ext.valueBoolean is not None:
+        kvo = bool(kvo_ext.valueBoolean)
+
+    if period is not None:
+        start, end = _aware(period.start), _aware(period.end)
+    else:
+        start = _aware(start_value)
+        # A single documented time is a complete record of a push or an injection.
+        end = start if method is Method.PUSH or route in (Route.SC, Route.IM) else None
+
+    access_ext = _extension(ma, EXT_ACCESS_TYPE)
+    wasted_ext = _extension(ma, EXT_WASTED)
+    pump_ext = _extension(ma, EXT_PUMP)
+    pump = None
+    if pump_ext is not None:
+        try:
+            pump = PumpType((pump_ext.valueCode or "").lower())
+        except ValueError:
+            raise fail(f"extension pump-type value '{pump_ext.valueCode}' is not portable|implantable") from None
+    ndc = next((c.code for c in drug_codings if c.system == NDC_SYSTEM), None)
+    part_of_procedure = any(_ref_id(p, "Procedure") for p in ma.partOf or [])
+
+    return AdministrationEvent(
+        id=rid,
+        encounter_id=encounter_id,
+        patient_id=_ref_id(ma.subject, "Patient"),
+        status=status,
+        drug_codings=drug_codings,
+        drug_text=drug_text,
+        route=route,
+        method=method,
+        start=start,
+        end=end,
+        access_device=device_id or device_text,
+        body_site=body_site,
+        access_type=_access_type(access_ext.valueCode if access_ext is not None else None, device_text, device_id, site_text),
+        dose=dose,
+        volume_ml=_volume_ml(dose),
+        rate_ml_per_h=rate,
+        wasted=_quantity(wasted_ext.valueQuantity) if wasted_ext is not None else None,
+        kvo=kvo,
+        part_of_procedure=part_of_procedure,
+        pump=pump,
+        ndc=ndc,
+    )
+
+
+def map_encounter(data: Mapping[str, Any]) -> EncounterInfo:
+    version = fhir_version(data)
+    enc = _validate(EncounterR5 if version == "R5" else EncounterR4, data, "Encounter")
+    if not enc.id:
+        raise MappingError("Encounter has no id", resource_type="Encounter")
+    if version == "R5":
+        codes = [c.code for cc in enc.class_fhir or [] for c in cc.coding or [] if c.code]
+        period = enc.actualPeriod
+    else:
+        codes = [enc.class_fhir.code] if enc.class_fhir is not None and enc.class_fhir.code else []
+        period = enc.period
+    encounter_class = None
+    for code in codes:
+        encounter_class = ENCOUNTER_CLASS_CODES.get(code.lower())
+        if encounter_class is not None:
+            break
+    if codes and encounter_class is None:
+        encounter_class = EncounterClass.OTHER
+    return EncounterInfo(
+        id=enc.id,
+        patient_id=_ref_id(enc.subject, "Patient"),
+        encounter_class=encounter_class,
+        status=enc.status,
+        period_start=_aware(period.start) if period is not None else None,
+        period_end=_aware(period.end) if period is not None else None,
+    )
+
+
+# --- reading files: single resource, Bundle, NDJSON -------------------------------------
+
+
+def iter_json_document(text: str, source: str) -> Iterator[tuple[str, Any]]:
+    """(position, resource dict) for a JSON file holding one resource or a Bundle.
+
+    A file that is not JSON at all raises :class:`UnreadableSourceError` naming the position.
+    """
+    if not text.strip():
+        raise UnreadableSourceError("file is empty", source=source)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UnreadableSourceError(f"not JSON: {e.msg}", source=source, position=f"line {e.lineno} column {e.colno}") from None
+    yield from _iter_document(doc, source, "")
+
+
+def iter_ndjson(text: str, source: str) -> Iterator[tuple[str, Any]]:
+    """(position, resource dict or MappingError) per line of NDJSON (a line may hold a Bundle).
+
+    Each line stands alone: a bad line is yielded as a MappingError for the caller to report
+    and the following lines are still read.  A file in which no line is JSON is unreadable.
+    """
+    parsed: list[tuple[str, Any]] = []
+    good = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        pos = f"line {lineno}"
+        try:
+            parsed.append((pos, json.loads(line)))
+            good += 1
+        except json.JSONDecodeError as e:
+            parsed.append((pos, MappingError(f"not JSON: {e.msg} at column {e.colno}", source=source, position=pos)))
+    if not parsed:
+        raise UnreadableSourceError("file is empty", source=source)
+    if good == 0:
+        raise UnreadableSourceError("no line is JSON: not an NDJSON file", source=source, position=parsed[0][0])
+    for pos, doc in parsed:
+        if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
+            yield from _iter_document(doc, source, f"{pos} ")
+        else:
+            yield pos, doc
+
+
+def _iter_document(doc: Any, source: str, prefix: str) -> Iterator[tuple[str, Any]]:
+    if not isinstance(doc, dict):
+        raise UnreadableSourceError("JSON document is not a FHIR resource or Bundle", source=source, position=prefix.strip() or None)
+    if doc.get("resourceType") == "Bundle":
+        for i, entry in enumerate(doc.get("entry") or []):
+            pos = f"{prefix}entry[{i}]"
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if resource is None:
+                yield pos, MappingError("Bundle entry has no resource", source=source, position=pos)
+            else:
+                yield pos, resource
+        return
+    yield prefix.strip() or "resource", doc
+
+
+# --- collecting a feed: dedupe by id, newer versions replace older ones -----------------
+
+
+@dataclass
+class FeedCollector:
+    """Administrations and encounters in arrival order, deduplicated by resource id."""
+
+    administrations: dict[str, Mapped] = field(default_factory=dict)
+    encounters: dict[str, Mapped] = field(default_factory=dict)
+    errors: list[MappingError] = field(default_factory=list)
+    duplicates: int = 0
+    replaced: int = 0
+    ignored: int = 0
+
+    def add_resource(self, data: Any, *, source: str, position: str) -> None:
+        if isinstance(data, MappingError):
+            self.errors.append(data.located(source=source, position=position))
+            return
+        if not isinstance(data, Mapping):
+            self.errors.append(MappingError("record is not a JSON object", source=source, position=position))
+            return
+        try:
+            mapped = map_resource(data)
+        except MappingError as e:
+            self.errors.append(e.located(source=source, position=position))
+            return
+        if mapped is None:
+            self.ignored += 1
+            return
+        self.add(mapped)
+
+    def add(self, mapped: Mapped) -> None:
+        store = self.administrations if mapped.kind == "administration" else self.encounters
+        held = store.get(mapped.id)
+        if held is None:
+            store[mapped.id] = mapped
+        elif is_newer(mapped.version, held.version):
+            store[mapped.id] = mapped
+            self.replaced += 1
+        else:
+            self.duplicates += 1
+
+    def by_encounter(self) -> dict[str, tuple[EncounterInfo, list[AdministrationEvent]]]:
+        """Encounter id -> (encounter info, its administrations in arrival order)."""
+        grouped: dict[str, list[AdministrationEvent]] = {}
+        for m in self.administrations.values():
+            assert m.administration is not None
+            grouped.setdefault(m.administration.encounter_id, []).append(m.administration)
+        out: dict[str, tuple[EncounterInfo, list[AdministrationEvent]]] = {}
+        for enc_id, events in grouped.items():
+            held = self.encounters.get(enc_id)
+            if held is not None and held.encounter is not None:
+                info = held.encounter
+                if info.patient_id is None:
+                    info = info.model_copy(update={"patient_id": events[0].patient_id})
+            else:
+                info = EncounterInfo(id=enc_id, patient_id=next((e.patient_id for e in events if e.patient_id), None))
+            out[enc_id] = (info, events)
+        return out
+
