@@ -1,0 +1,124 @@
+"""Coded lines out as FHIR R4 ChargeItems (validated with fhir.resources.R4B, identical for R4).
+
+Profile (also in the README, "Output contract"):
+
+* ``id`` — deterministic: a hash of the encounter, code system, code, modifiers, date of
+  service, rule, access site and drug, plus an ordinal when two lines share all of those.
+  Units and the explanation are *not* part of it, so a re-coded encounter keeps its line ids
+  and a changed quantity is an update of the same charge.
+* ``status`` = ``billable``; ``code.coding`` = CPT (``http://www.ama-assn.org/go/cpt``) or
+  HCPCS (``http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets``).
+* ``quantity.value`` = units; ``occurrenceDateTime`` = the date of service (a FHIR date).
+* ``context`` -> Encounter, ``subject`` -> Patient, ``service`` -> the MedicationAdministrations
+  the line came from, ``bodysite`` -> the vascular access, ``productCodeableConcept`` -> drug.
+* Modifiers: repeated extension :data:`EXT_MODIFIER` (``valueCoding``, CPT/HCPCS modifier).
+* Explanation: ``note[0].text`` = the reason; further notes = warnings about the same
+  administrations.  Extensions :data:`EXT_RULE` (``valueString``, the rule id) and
+  :data:`EXT_MINUTES` (``valueInteger``) make the reasoning machine-readable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fhir.resources.R4B.chargeitem import ChargeItem
+
+from coding_core.formulary import HCPCS_SYSTEM
+from coding_core.model import CodedLine, CodingResult, EncounterInfo
+
+CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
+CODE_SYSTEMS = {"CPT": CPT_SYSTEM, "HCPCS": HCPCS_SYSTEM}
+EXT_BASE = "https://infusion-charges.dev/fhir/StructureDefinition/"
+EXT_MODIFIER = EXT_BASE + "chargeitem-modifier"
+EXT_RULE = EXT_BASE + "coding-rule"
+EXT_MINUTES = EXT_BASE + "service-minutes"
+EXT_FORMULARY = EXT_BASE + "formulary-version"
+LINE_IDENTIFIER_SYSTEM = "urn:infusion-charges:charge-line"
+ACCESS_SITE_SYSTEM = "urn:infusion-charges:access-site"
+
+
+def line_key(encounter_id: str, line: CodedLine) -> str:
+    """What makes a charge line the same line across re-codings of its encounter."""
+    return "|".join(
+        (
+            encounter_id, line.system, line.code, ",".join(line.modifiers), line.service_date.isoformat(),
+            line.rule, line.access_site or "", (line.drug_name or "") if line.system == "HCPCS" else "",
+        )
+    )
+
+
+def charge_item_ids(encounter_id: str, lines: Sequence[CodedLine]) -> list[str]:
+    seen: dict[str, int] = {}
+    ids = []
+    for line in lines:
+        key = line_key(encounter_id, line)
+        n = seen[key] = seen.get(key, 0) + 1
+        digest = hashlib.sha256(f"{key}#{n}".encode()).hexdigest()[:32]
+        ids.append(f"ci-{digest}")
+    return ids
+
+
+def to_charge_items(result: CodingResult, encounter: EncounterInfo) -> list[dict[str, Any]]:
+    """The encounter's lines as validated ChargeItem dicts (JSON-ready)."""
+    items = []
+    for line, item_id in zip(result.lines, charge_item_ids(result.encounter_id, result.lines), strict=True):
+        items.append(_charge_item(item_id, line, result, encounter))
+    return items
+
+
+def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter: EncounterInfo) -> dict[str, Any]:
+    modifier_system = CODE_SYSTEMS[line.system]
+    extensions: list[dict[str, Any]] = [
+        {"url": EXT_MODIFIER, "valueCoding": {"system": modifier_system, "code": m}} for m in line.modifiers
+    ]
+    extensions.append({"url": EXT_RULE, "valueString": line.rule})
+    if line.minutes is not None:
+        extensions.append({"url": EXT_MINUTES, "valueInteger": line.minutes})
+    if result.formulary_version:
+        extensions.append({"url": EXT_FORMULARY, "valueString": result.formulary_version})
+
+    admin_ids = set(line.administration_ids)
+    notes = [{"text": line.reason}]
+    notes += [
+        {"text": f"warning {w.code}: {w.message}"}
+        for w in result.warnings
+        if admin_ids.intersection(w.administration_ids)
+    ]
+    patient_id = encounter.patient_id
+    item: dict[str, Any] = {
+        "resourceType": "ChargeItem",
+        "id": item_id,
+        "extension": extensions,
+        "identifier": [{"system": LINE_IDENTIFIER_SYSTEM, "value": item_id}],
+        "status": "billable",
+        "code": {
+            "coding": [{"system": CODE_SYSTEMS[line.system], "code": line.code}],
+            "text": f"{line.code} {line.drug_name}" if line.system == "HCPCS" and line.drug_name else line.code,
+        },
+        "subject": {"reference": f"Patient/{patient_id}"} if patient_id else {"display": "patient not identified in the feed"},
+        "context": {"reference": f"Encounter/{result.encounter_id}"},
+        "occurrenceDateTime": line.service_date.isoformat(),
+        "quantity": {"value": line.units},
+        "service": [{"reference": f"MedicationAdministration/{a}"} for a in line.administration_ids],
+        "note": notes,
+    }
+    if line.access_site:
+        kind, _, name = line.access_site.partition(":")
+        item["bodysite"] = [{"coding": [{"system": ACCESS_SITE_SYSTEM, "code": line.access_site}], "text": f"{kind} {name}"}]
+    if line.drug_name or line.drug_codings:
+        product: dict[str, Any] = {"text": line.drug_name} if line.drug_name else {}
+        codings = [{"system": c.system, "code": c.code, **({"display": c.display} if c.display else {})} for c in line.drug_codings]
+        if codings:
+            product["coding"] = codings
+        item["productCodeableConcept"] = product
+    # Validation is the contract: a ChargeItem we could not validate must never be published.
+    return ChargeItem.model_validate(item).model_dump(mode="json", exclude_none=True)
+
+
+def bundle(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A FHIR Bundle of type ``collection`` (entries are validated ChargeItems); id from content."""
+    entries = [{"fullUrl": f"urn:infusion-charges:ChargeItem/{it['id']}", "resource": it} for it in items]
+    digest = hashlib.sha256("\n".join(e["resource"]["id"] + str(e["resource"]["quantity"]) for e in entries).encode()).hexdigest()[:32]
+    return {"resourceType": "Bundle", "id": f"charges-{digest}", "type": "collection", "entry": entries}
