@@ -119,6 +119,7 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter:
 
 def bundle(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A FHIR Bundle of type ``collection`` (entries are validated ChargeItems); id from content."""
+    items = list(items)
     entries = [{"fullUrl": f"urn:infusion-charges:ChargeItem/{it['id']}", "resource": it} for it in items]
-    digest = hashlib.sha256("\n".join(e["resource"]["id"] + str(e["resource"]["quantity"]) for e in entries).encode()).hexdigest()[:32]
+    digest = hashlib.sha256("\n".join(f"{it['id']} {it['quantity']}" for it in items).encode()).hexdigest()[:32]
     return {"resourceType": "Bundle", "id": f"charges-{digest}", "type": "collection", "entry": entries}

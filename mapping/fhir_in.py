@@ -26,7 +26,7 @@ from fhir.resources.R4B.encounter import Encounter as EncounterR4
 from fhir.resources.R4B.medicationadministration import MedicationAdministration as MedicationAdministrationR4
 from fhir.resources.encounter import Encounter as EncounterR5
 from fhir.resources.medicationadministration import MedicationAdministration as MedicationAdministrationR5
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from coding_core.formulary import NDC_SYSTEM
 from coding_core.model import (
@@ -192,7 +192,7 @@ def is_newer(candidate: tuple[int | None, datetime | None], current: tuple[int |
     return False
 
 
-def _validate(cls: type, data: Mapping[str, Any], rt: str) -> Any:
+def _validate(cls: type[BaseModel], data: Mapping[str, Any], rt: str) -> Any:
     try:
         return cls.model_validate(data)
     except ValidationError as e:
