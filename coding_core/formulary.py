@@ -36,6 +36,7 @@ class FormularyEntry(BaseModel):
     ndc: tuple[str, ...] = ()
     local_codes: tuple[str, ...] = ()
     synonyms: tuple[str, ...] = ()
+    note: str | None = None  # why the entry is classified as it is
 
 
 def normalize_ndc(code: str) -> str:

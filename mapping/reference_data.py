@@ -1,0 +1,119 @@
+"""Reference data files: the formulary and payer/site profiles, read and checked.
+
+The coding core only indexes what it is given; reading files and reporting bad ones (with
+the file name and the failing field) happens here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from coding_core.formulary import Formulary, FormularyEntry, normalize_name, normalize_ndc
+from coding_core.profile import Profile
+from mapping.errors import summarize_validation_errors
+
+BUNDLED_FORMULARY = "coding_core/data/formulary.json"
+
+
+class ReferenceDataError(ValueError):
+    """A formulary or profile file is missing, unparsable or inconsistent."""
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ReferenceDataError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _parse(text: str, name: str) -> Any:
+    try:
+        if name.endswith((".yaml", ".yml")):
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ReferenceDataError(f"{name}: not valid {'YAML' if name.endswith(('.yaml', '.yml')) else 'JSON'}: {e}") from None
+
+
+def _check_unique(name: str, entries: Iterable[FormularyEntry]) -> None:
+    """Every code and name must resolve to one drug: the index would otherwise pick silently."""
+    claimed: dict[tuple[str, str], str] = {}
+    codes: set[str] = set()
+    for e in entries:
+        if e.hcpcs.upper() in codes:
+            raise ReferenceDataError(f"{name}: HCPCS code '{e.hcpcs}' appears in two entries")
+        codes.add(e.hcpcs.upper())
+        keys = [("RxNorm code", c) for c in e.rxnorm]
+        keys += [("NDC", normalize_ndc(c)) for c in e.ndc]
+        keys += [("local code", c.upper()) for c in e.local_codes]
+        keys += [("name", normalize_name(n)) for n in (e.name, *e.synonyms)]
+        for key in dict.fromkeys(keys):
+            other = claimed.setdefault(key, e.hcpcs)
+            if other != e.hcpcs:
+                raise ReferenceDataError(f"{name}: {key[0]} '{key[1]}' is claimed by both {other} and {e.hcpcs}")
+
+
+def formulary_from_text(text: str, name: str) -> Formulary:
+    data = _parse(text, name)
+    if not isinstance(data, dict) or "drugs" not in data or "version" not in data:
+        raise ReferenceDataError(f"{name}: a formulary is an object with 'version' and 'drugs'")
+    if not isinstance(data["drugs"], list):
+        raise ReferenceDataError(f"{name}: 'drugs' must be a list")
+    entries = []
+    for i, d in enumerate(data["drugs"]):
+        try:
+            entries.append(FormularyEntry.model_validate(d))
+        except ValidationError as e:
+            raise ReferenceDataError(f"{name}: drugs[{i}]: {summarize_validation_errors(e.errors())}") from None
+    _check_unique(name, entries)
+    return Formulary(str(data["version"]), entries)
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> Formulary:
+    text = resources.files("coding_core").joinpath("data", "formulary.json").read_text(encoding="utf-8")
+    return formulary_from_text(text, BUNDLED_FORMULARY)
+
+
+def load_formulary(path: str | Path | None = None) -> Formulary:
+    """The bundled formulary (read once), or the one in ``path``."""
+    if path is None:
+        return _bundled()
+    return formulary_from_text(_read(path), str(path))
+
+
+def load_profile(path: str | Path | None = None) -> Profile:
+    """A payer/site profile from YAML or JSON; the default CMS facility profile when None."""
+    if path is None:
+        return Profile()
+    data = _parse(_read(path), str(path))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ReferenceDataError(f"{path}: a profile is a mapping of settings")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as e:
+        raise ReferenceDataError(f"{path}: {summarize_validation_errors(e.errors())}") from None
+
+
+def formulary_for(profile: Profile, formulary: Formulary | None = None) -> Formulary:
+    """The bundled (or given) formulary with the profile's site overrides applied."""
+    base = formulary if formulary is not None else load_formulary()
+    if not profile.formulary_overrides:
+        return base
+    where = f"profile {profile.name}: formulary_overrides"
+    try:
+        merged = base.with_overrides(profile.formulary_overrides)
+    except ValidationError as e:
+        raise ReferenceDataError(f"{where}: {summarize_validation_errors(e.errors())}") from None
+    _check_unique(where, merged.entries)
+    return merged
