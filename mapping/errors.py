@@ -43,8 +43,8 @@ class MappingError(ValueError):
     def describe(self) -> str:
         where = ", ".join(p for p in (self.source, self.position) if p)
         what = "/".join(p for p in (self.resource_type, self.record_id) if p)
-        head = " ".join(p for p in (where and f"{where}:", what) if p)
-        return f"{head}: {self.reason}" if head else self.reason
+        parts = [p for p in (where, what) if p]
+        return ": ".join((*parts, self.reason))
 
     def as_dict(self) -> dict[str, str | None]:
         """For dead-letter headers and structured logs (ids and positions only)."""

@@ -1,0 +1,143 @@
+"""The ``infusion-charges`` command line.
+
+``infusion-charges code [--setting facility|professional] [--profile FILE] [--formulary FILE]
+[--explain] FILE...`` reads the files in order, treats every encounter in them as closed and
+prints one FHIR Bundle (type ``collection``) of ChargeItems, or with ``--explain`` a table
+per encounter.
+
+Exit status: 0 all records coded; 1 some records were rejected (each reported on stderr with
+file, position and record id; everything else was still coded and printed); 2 the command
+could not run (unreadable file, bad profile or formulary, bad arguments) — nothing printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from coding_core.engine import code_encounter
+from coding_core.model import Setting
+from mapping.chargeitem_out import bundle, to_charge_items
+from mapping.errors import UnreadableSourceError
+from mapping.explain_out import explain
+from mapping.fhir_in import FeedCollector, iter_json_document, iter_ndjson
+from mapping.reference_data import ReferenceDataError, formulary_for, load_formulary, load_profile
+
+EXIT_OK, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2
+
+Reader = Callable[[str, str], Iterator[tuple[str, Any]]]
+
+
+def _sniff(text: str, source: str) -> Iterator[tuple[str, Any]]:
+    """Standard input or an unknown extension: a JSON document if it parses whole, else NDJSON."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return iter_ndjson(text, source)
+    return iter_json_document(text, source)
+
+
+# File readers by extension: the one place a new input format is registered.
+READERS: dict[str, Reader] = {
+    ".json": iter_json_document,
+    ".ndjson": iter_ndjson,
+    ".jsonl": iter_ndjson,
+}
+
+
+def reader_for(path: str) -> Reader:
+    return READERS.get(Path(path).suffix.lower(), _sniff)
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UnreadableSourceError("no such file", source=path) from None
+    except UnicodeDecodeError as e:
+        raise UnreadableSourceError(f"not UTF-8 text (byte {e.start})", source=path) from None
+    except OSError as e:
+        raise UnreadableSourceError(f"cannot read: {e.strerror}", source=path) from None
+
+
+def collect(paths: Sequence[str]) -> FeedCollector:
+    """Read every file in order into one collector; unreadable files raise."""
+    collector = FeedCollector()
+    for path in paths:
+        source = "<stdin>" if path == "-" else path
+        for position, record in reader_for(path)(_read_text(path), source):
+            collector.add_resource(record, source=source, position=position)
+    return collector
+
+
+def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        profile = load_profile(args.profile)
+        if args.setting:
+            profile = profile.model_copy(update={"setting": Setting(args.setting)})
+        formulary = formulary_for(profile, load_formulary(args.formulary))
+        collector = collect(args.files)
+    except (ReferenceDataError, UnreadableSourceError) as e:
+        print(f"infusion-charges: error: {e}", file=err)
+        return EXIT_FAILED
+
+    failed: list[str] = []
+    items: list[dict[str, Any]] = []
+    texts: list[str] = []
+    encounters = collector.by_encounter()
+    for enc_id, (encounter, events) in encounters.items():
+        try:
+            result = code_encounter(encounter, events, formulary, profile)
+            if args.explain:
+                texts.append(explain(result, encounter))
+            else:
+                items.extend(to_charge_items(result, encounter))
+        except Exception as e:  # a defect must not cost the other encounters their charges
+            failed.append(f"Encounter/{enc_id}: coding failed ({type(e).__name__}); other encounters were coded")
+
+    if args.explain:
+        out.write("\n".join(texts))
+    else:
+        json.dump(bundle(items), out, indent=2, ensure_ascii=False)
+        out.write("\n")
+
+    for rejected in collector.errors:
+        print(f"infusion-charges: rejected: {rejected}", file=err)
+    for msg in failed:
+        print(f"infusion-charges: error: {msg}", file=err)
+    n_admin = len(collector.administrations)
+    print(
+        f"infusion-charges: {len(encounters)} encounters, {n_admin} administrations coded; "
+        f"{len(collector.errors)} records rejected, {collector.duplicates} duplicates ignored, "
+        f"{collector.replaced} replaced by newer versions, {collector.ignored} other resources ignored",
+        file=err,
+    )
+    return EXIT_REJECTED if collector.errors or failed else EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="infusion-charges", description="Drug-administration charge coding.")
+    sub = p.add_subparsers(dest="command", required=True)
+    code = sub.add_parser("code", help="code closed encounters from FHIR files and print ChargeItems")
+    code.add_argument("--setting", choices=[s.value for s in Setting], help="override the profile's setting")
+    code.add_argument("--profile", metavar="FILE", help="payer/site profile (YAML or JSON)")
+    code.add_argument("--formulary", metavar="FILE", help="formulary data file (default: the bundled one)")
+    code.add_argument("--explain", action="store_true", help="print a readable table per encounter instead of FHIR")
+    code.add_argument("files", nargs="+", metavar="FILE", help="FHIR JSON (.json), NDJSON (.ndjson) or - for stdin")
+    code.set_defaults(handler=run_code)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return int(args.handler(args, out or sys.stdout, err or sys.stderr))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

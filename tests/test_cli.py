@@ -1,0 +1,144 @@
+"""`infusion-charges code`: the bundled samples end to end, errors, exit status."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+
+from connectors.cli import EXIT_FAILED, EXIT_OK, EXIT_REJECTED, main
+from tests.test_fhir_in import r4
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def code(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = main(["code", *argv], out, err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def lines_of(bundle_text: str) -> Counter:
+    """(encounter, code, modifiers, date) -> units, from a printed Bundle."""
+    doc = json.loads(bundle_text)
+    Bundle.model_validate(doc)
+    assert doc["type"] == "collection"
+    units: Counter = Counter()
+    for entry in doc["entry"]:
+        item = entry["resource"]
+        mods = tuple(e["valueCoding"]["code"] for e in item.get("extension", []) if e["url"].endswith("chargeitem-modifier"))
+        key = (item["context"]["reference"].split("/")[1], item["code"]["coding"][0]["code"], mods, item["occurrenceDateTime"])
+        units[key] += item["quantity"]["value"]
+    return units
+
+
+def test_oncology_day_sample():
+    status, out, err = code(str(SAMPLES / "oncology-day.json"))
+    assert status == EXIT_OK, err
+    e, d = "enc-onc-5001", "2026-11-02"
+    assert lines_of(out) == {
+        # rituximab 09:30-13:52 (version 2 of the record replaced version 1's 13:40 stop)
+        (e, "96413", (), d): 1,
+        (e, "96415", (), d): 3,  # 202 min beyond the first hour
+        # ondansetron push, dexamethasone over 15 min (= a push), diphenhydramine push
+        (e, "96375", (), d): 3,
+        # saline 08:30-14:00, concurrent with rituximab for 262 min: 68 min are billable
+        (e, "96361", (), d): 1,
+        (e, "J9312", ("JZ",), d): 70,
+        (e, "J2405", (), d): 8,  # the entered-in-error 4 mg dose is not billed
+        (e, "J1100", (), d): 12,
+        (e, "J1200", (), d): 1,
+        (e, "J7030", (), d): 1,
+    }
+    assert "1 replaced by newer versions" in err
+
+
+def test_two_access_sites_sample():
+    status, out, err = code(str(SAMPLES / "infusion-clinic.json"))
+    assert status == EXIT_OK, err
+    e, d = "enc-clinic-7002", "2026-11-05"
+    got = lines_of(out)
+    assert got[(e, "96413", (), d)] == 1 and got[(e, "96415", (), d)] == 1
+    assert got[(e, "96375", (), d)] == 1  # unknown steroid pushed on the infliximab line
+    assert got[(e, "96374", ("59",), d)] == 1  # the right-arm IV is a second access site
+    assert got[(e, "J3490", (), d)] == 1  # unknown drug: unclassified line, not dropped
+
+
+def test_overnight_observation_sample_dates_hours_by_day():
+    status, out, err = code(str(SAMPLES / "observation-overnight.ndjson"))
+    assert status == EXIT_OK, err
+    e = "enc-obs-9003"
+    got = lines_of(out)
+    assert got[(e, "96360", (), "2026-11-03")] == 1
+    assert got[(e, "96361", (), "2026-11-03")] == 2
+    assert got[(e, "96361", (), "2026-11-04")] == 6
+    assert got[(e, "96372", (), "2026-11-03")] == 1
+    assert "1 duplicates ignored" in err
+
+
+def test_explain_prints_a_table_per_encounter():
+    status, out, err = code("--explain", *(str(p) for p in sorted(SAMPLES.iterdir())))
+    assert status == EXIT_OK, err
+    assert out.count("Encounter ") == 3
+    assert "96361" in out and "hydration" in out
+    assert "warnings:" in out and "unknown-drug" in out
+    assert "not charged:" in out and "ma-5001-6" in out  # entered in error, listed with its reason
+
+
+def test_professional_setting_and_profile(tmp_path):
+    profile = tmp_path / "site.yaml"
+    profile.write_text("distinct_service_modifier: XU\n")
+    status, out, _ = code("--profile", str(profile), str(SAMPLES / "infusion-clinic.json"))
+    assert status == EXIT_OK
+    assert lines_of(out)[("enc-clinic-7002", "96374", ("XU",), "2026-11-05")] == 1
+    status, out, _ = code("--setting", "professional", str(SAMPLES / "infusion-clinic.json"))
+    assert status == EXIT_OK
+    got = lines_of(out)
+    assert not any(k[1] == "96374" for k in got)  # professional: one initial per date, across sites
+
+
+def test_one_bad_record_is_reported_and_the_rest_coded(tmp_path):
+    feed = tmp_path / "feed.ndjson"
+    feed.write_text("\n".join([json.dumps(r4(id="good")), json.dumps(r4(id="bad", context=None)), "{oops"]) + "\n")
+    status, out, err = code(str(feed))
+    assert status == EXIT_REJECTED
+    assert lines_of(out)[("e-1", "96413", (), "2026-03-02")] == 1
+    assert f"{feed}, line 2: MedicationAdministration/bad: no context reference" in err
+    assert f"{feed}, line 3: not JSON" in err
+
+
+def test_unreadable_file_is_a_clear_error_and_nothing_is_printed(tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"resourceType": "Bundle", "entry": [\n')
+    status, out, err = code(str(SAMPLES / "oncology-day.json"), str(bad))
+    assert status == EXIT_FAILED and out == ""
+    assert f"{bad}, line 2 column 1: not JSON" in err
+    status, out, err = code(str(tmp_path / "missing.json"))
+    assert status == EXIT_FAILED and "missing.json: no such file" in err
+
+
+def test_bad_profile_is_a_clear_error(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("distinct_service_modifier: 76\n")
+    status, out, err = code("--profile", str(profile), str(SAMPLES / "oncology-day.json"))
+    assert status == EXIT_FAILED and out == "" and "p.yaml" in err
+
+
+def test_no_phi_on_stderr(tmp_path):
+    feed = tmp_path / "feed.ndjson"
+    res = r4(id="bad", status="bogus", subject={"reference": "Patient/DOE-JANE-19700101"})
+    feed.write_text(json.dumps(res) + "\n")
+    status, _, err = code(str(feed))
+    assert status == EXIT_REJECTED and "MedicationAdministration/bad" in err
+    assert "DOE" not in err and "19700101" not in err
+
+
+@pytest.mark.parametrize("argv", [[], ["code"], ["code", "--setting", "hospital", "x.json"]])
+def test_usage_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv, io.StringIO(), io.StringIO())
+    assert e.value.code == 2
