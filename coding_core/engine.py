@@ -157,6 +157,8 @@ def code_encounter(
 
     classified: list[Classified] = []
     for event in _unique(events, ctx):
+        for message in event.source_warnings:
+            ctx.warn("source-data", message, (event.id,))
         ignored = IGNORED_STATUSES.get(event.status)
         if ignored:
             ctx.exclude((event.id,), ignored)

@@ -124,6 +124,9 @@ class AdministrationEvent(BaseModel):
     part_of_procedure: bool = False
     pump: PumpType | None = None
     ndc: str | None = None
+    # What the mapper noticed about the source record (e.g. an ambiguous local time); the
+    # coding core reports each as a "source-data" warning on the encounter.
+    source_warnings: tuple[str, ...] = ()
 
     @field_validator("start", "end")
     @classmethod

@@ -73,6 +73,7 @@ FIELD_PATHS: dict[str, dict[str, str]] = {
     "wasted": {"R4": f"extension {EXT_WASTED}", "R5": "same"},
     "pump": {"R4": f"extension {EXT_PUMP}", "R5": "same"},
     "ndc": {"R4": f"drug coding with system {NDC_SYSTEM}", "R5": "same"},
+    "source_warnings": {"R4": "start/end given as a date without a time of day", "R5": "same"},
 }
 
 SNOMED = "http://snomed.info/sct"
@@ -248,9 +249,14 @@ def _aware(value: Any) -> datetime | None:
     """FHIR dateTime -> aware datetime; a date-only (partial) value gives no time at all."""
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else None
-    if isinstance(value, date):
-        return None
     return None
+
+
+def _partial(value: Any, path: str) -> list[str]:
+    """A warning for a time documented as a bare date (it cannot be timed)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return [f"{path} is a date without a time of day; it cannot be used for timing"]
+    return []
 
 
 def _extension(resource: Any, url: str) -> Any:
@@ -389,10 +395,13 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
     if kvo_ext is not None and kvo_ext.valueBoolean is not None:
         kvo = bool(kvo_ext.valueBoolean)
 
+    prefix = "occurence" if version == "R5" else "effective"
     if period is not None:
         start, end = _aware(period.start), _aware(period.end)
+        notes = _partial(period.start, f"{prefix}Period.start") + _partial(period.end, f"{prefix}Period.end")
     else:
         start = _aware(start_value)
+        notes = _partial(start_value, f"{prefix}DateTime")
         # A single documented time is a complete record of a push or an injection.
         end = start if method is Method.PUSH or route in (Route.SC, Route.IM) else None
 
@@ -430,6 +439,7 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
         part_of_procedure=part_of_procedure,
         pump=pump,
         ndc=ndc,
+        source_warnings=tuple(notes),
     )
 
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from coding_core.model import EncounterClass, Method, Route, Setting
+from coding_core.model import AdministrationEvent, EncounterClass, Method, Route, Setting
 from coding_core.timing import additional_hour_units, hour_blocks, whole_minutes
 from tests.builders import CHEMO, NS, THER, THER2, adm, cpt, drug, run, warning_codes
 
@@ -142,3 +142,12 @@ def test_ndc_goes_with_the_drug_line() -> None:
     ev = ev.model_copy(update={"drug_codings": (*ev.drug_codings, Coding(system=NDC_SYSTEM, code="50242-051-21"))})
     line = next(ln for ln in run(ev).lines if ln.system == "HCPCS")
     assert line.ndc == "50242005121"
+
+
+def test_source_warnings_from_the_mapper_reach_the_encounter():
+    base = adm(THER, "09:00", "09:40")
+    event = AdministrationEvent.model_validate({**base.model_dump(), "source_warnings": ("RXA-3: local time is ambiguous",)})
+    result = run(event)
+    assert [(w.code, w.message, w.administration_ids) for w in result.warnings if w.code == "source-data"] == [
+        ("source-data", "RXA-3: local time is ambiguous", (event.id,))
+    ]

@@ -141,7 +141,9 @@ def test_single_time_is_complete_for_a_push_but_not_for_an_infusion():
 
 def test_date_only_time_gives_no_start():
     res = r4(effectivePeriod={"start": "2026-03-02"})
-    assert map_medication_administration(res).start is None
+    ev = map_medication_administration(res)
+    assert ev.start is None
+    assert ev.source_warnings == ("effectivePeriod.start is a date without a time of day; it cannot be used for timing",)
 
 
 @pytest.mark.parametrize(
