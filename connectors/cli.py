@@ -24,7 +24,8 @@ from coding_core.model import Setting
 from mapping.chargeitem_out import bundle, to_charge_items
 from mapping.errors import UnreadableSourceError
 from mapping.explain_out import explain
-from mapping.fhir_in import FeedCollector, iter_json_document, iter_ndjson
+from mapping.collector import FeedCollector
+from mapping.fhir_in import add_resource, iter_json_document, iter_ndjson
 from mapping.reference_data import ReferenceDataError, formulary_for, load_formulary, load_profile
 
 EXIT_OK, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2
@@ -72,7 +73,7 @@ def collect(paths: Sequence[str]) -> FeedCollector:
     for path in paths:
         source = "<stdin>" if path == "-" else path
         for position, record in reader_for(path)(_read_text(path), source):
-            collector.add_resource(record, source=source, position=position)
+            add_resource(collector, record, source=source, position=position)
     return collector
 
 

@@ -15,9 +15,7 @@ status, encounter class, access type) follow it.  Functions here raise
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -40,7 +38,18 @@ from coding_core.model import (
     Quantity,
     Route,
 )
+from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, UnreadableSourceError, summarize_validation_errors
+from mapping.vocabulary import (
+    KVO_WORDS,
+    METHOD_CODES,
+    ROUTE_CODES,
+    TIME_UNITS_PER_HOUR,
+    VOLUME_UNITS,
+    access_type,
+    end_of_single_time,
+    volume_ml,
+)
 
 # Extensions this product defines (documented in the README, "Input contract").
 EXT_BASE = "https://infusion-charges.dev/fhir/StructureDefinition/"
@@ -76,31 +85,8 @@ FIELD_PATHS: dict[str, dict[str, str]] = {
     "source_warnings": {"R4": "start/end given as a date without a time of day", "R5": "same"},
 }
 
-SNOMED = "http://snomed.info/sct"
-V2_ROUTE = "http://terminology.hl7.org/CodeSystem/v2-0162"
-V2_METHOD = "http://terminology.hl7.org/CodeSystem/v2-0165"
 
-# Codes (any system) and words -> normalised values.  Lower-case keys.
-ROUTE_CODES: dict[str, Route] = {
-    "47625008": Route.IV, "iv": Route.IV, "intravenous": Route.IV, "intravenous route": Route.IV,
-    "34206005": Route.SC, "sc": Route.SC, "sq": Route.SC, "subcut": Route.SC, "subcutaneous": Route.SC,
-    "subcutaneous route": Route.SC,
-    "78421000": Route.IM, "im": Route.IM, "intramuscular": Route.IM, "intramuscular route": Route.IM,
-    "58100008": Route.INTRA_ARTERIAL, "ia": Route.INTRA_ARTERIAL, "intra-arterial": Route.INTRA_ARTERIAL,
-    "intraarterial": Route.INTRA_ARTERIAL, "intra-arterial route": Route.INTRA_ARTERIAL,
-    "37161004": Route.OTHER, "26643006": Route.OTHER, "po": Route.OTHER, "oral": Route.OTHER, "oral route": Route.OTHER,
-    "it": Route.OTHER, "intrathecal": Route.OTHER, "72607000": Route.OTHER, "intravesical": Route.OTHER,
-    "ip": Route.OTHER, "intraperitoneal": Route.OTHER, "38239002": Route.OTHER,
-    "id": Route.OTHER, "intradermal": Route.OTHER, "372464004": Route.OTHER,
-}
-METHOD_CODES: dict[str, Method] = {
-    "ivp": Method.PUSH, "push": Method.PUSH, "iv push": Method.PUSH, "bolus": Method.PUSH, "422145002": Method.PUSH,
-    "ivpb": Method.INFUSION, "piggyback": Method.INFUSION, "infuse": Method.INFUSION, "infusion": Method.INFUSION,
-    "drip": Method.INFUSION, "pf": Method.INFUSION, "perfuse": Method.INFUSION, "14542004": Method.INFUSION,
-    "inject": Method.INJECTION, "injection": Method.INJECTION, "129326001": Method.INJECTION,
-    "flush": Method.FLUSH, "line flush": Method.FLUSH, "ir": Method.FLUSH, "irrigate": Method.FLUSH,
-    "pump refill": Method.PUMP_REFILL, "refill": Method.PUMP_REFILL,
-}
+# FHIR MedicationAdministration.status and Encounter.class codes.
 STATUS_CODES: dict[str, AdminStatus] = {
     "completed": AdminStatus.COMPLETED, "in-progress": AdminStatus.IN_PROGRESS, "stopped": AdminStatus.STOPPED,
     "on-hold": AdminStatus.ON_HOLD, "not-done": AdminStatus.NOT_DONE,
@@ -111,31 +97,8 @@ ENCOUNTER_CLASS_CODES: dict[str, EncounterClass] = {
     "imp": EncounterClass.INPATIENT, "acute": EncounterClass.INPATIENT, "nonac": EncounterClass.INPATIENT,
     "hh": EncounterClass.OTHER, "vr": EncounterClass.OTHER, "prenc": EncounterClass.OTHER,
 }
-# Words in a device display or site text that name the kind of vascular access.
-ACCESS_TYPE_WORDS: tuple[tuple[str, str], ...] = (
-    ("picc", "picc"), ("port", "port"), ("mediport", "port"), ("port-a-cath", "port"),
-    ("central", "central"), ("cvc", "central"), ("hickman", "central"),
-    ("peripheral", "peripheral"), ("piv", "peripheral"),
-)
-KVO_WORDS = re.compile(r"\b(kvo|tko|keep[ -]vein[ -]open|to keep open)\b", re.IGNORECASE)
-
-# Rate and volume units -> factor to mL/h and mL.
-VOLUME_UNITS: dict[str, Decimal] = {"ml": Decimal(1), "cc": Decimal(1), "l": Decimal(1000)}
-TIME_UNITS_PER_HOUR: dict[str, Decimal] = {"h": Decimal(1), "hr": Decimal(1), "hour": Decimal(1), "min": Decimal(60)}
-
 _R5_MA_KEYS = frozenset({"encounter", "occurenceDateTime", "occurencePeriod", "occurenceTiming", "medication", "recorded"})
 _R4_MA_KEYS = frozenset({"context", "effectiveDateTime", "effectivePeriod", "medicationCodeableConcept", "medicationReference"})
-
-
-@dataclass(frozen=True)
-class Mapped:
-    """One mapped record: an administration or an encounter, with its version for dedupe."""
-
-    kind: str  # "administration" | "encounter"
-    id: str
-    version: tuple[int | None, datetime | None]
-    administration: AdministrationEvent | None = None
-    encounter: EncounterInfo | None = None
 
 
 def fhir_version(data: Mapping[str, Any]) -> str:
@@ -178,19 +141,6 @@ def version_of(data: Mapping[str, Any]) -> tuple[int | None, datetime | None]:
         except ValueError:
             updated = None
     return version, updated
-
-
-def is_newer(candidate: tuple[int | None, datetime | None], current: tuple[int | None, datetime | None]) -> bool:
-    """Does a re-sent record replace the one we hold?  versionId decides, else lastUpdated;
-    with neither, a repeat is a duplicate."""
-    (cv, cu), (ov, ou) = candidate, current
-    if cv is not None and ov is not None and cv != ov:
-        return cv > ov
-    if cu is not None and ou is not None and cu != ou:
-        if cu.tzinfo is None or ou.tzinfo is None:
-            return False
-        return cu > ou
-    return False
 
 
 def _validate(cls: type[BaseModel], data: Mapping[str, Any], rt: str) -> Any:
@@ -275,13 +225,6 @@ def _quantity(q: Any) -> Quantity | None:
     return Quantity(value=Decimal(q.value), unit=unit)
 
 
-def _volume_ml(q: Quantity | None) -> Decimal | None:
-    if q is None:
-        return None
-    factor = VOLUME_UNITS.get(q.unit.strip().lower())
-    return q.value * factor if factor is not None else None
-
-
 def _rate_ml_per_h(dosage: Any, record_id: str | None) -> Decimal | None:
     if dosage.rateQuantity is not None:
         q = dosage.rateQuantity
@@ -302,19 +245,6 @@ def _rate_ml_per_h(dosage: Any, record_id: str | None) -> Decimal | None:
             raise MappingError("dosage.rateRatio is not a volume per time", record_id=record_id,
                                resource_type="MedicationAdministration")
         return Decimal(num.value) * vf * tf / Decimal(den.value)
-    return None
-
-
-def _access_type(explicit: str | None, *texts: str | None) -> str | None:
-    if explicit:
-        return explicit.lower()
-    for text in texts:
-        if not text:
-            continue
-        words = re.findall(r"[a-z][a-z-]*", text.lower())
-        for word, kind in ACCESS_TYPE_WORDS:
-            if word in words:
-                return kind
     return None
 
 
@@ -402,8 +332,7 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
     else:
         start = _aware(start_value)
         notes = _partial(start_value, f"{prefix}DateTime")
-        # A single documented time is a complete record of a push or an injection.
-        end = start if method is Method.PUSH or route in (Route.SC, Route.IM) else None
+        end = end_of_single_time(start, method, route)
 
     access_ext = _extension(ma, EXT_ACCESS_TYPE)
     wasted_ext = _extension(ma, EXT_WASTED)
@@ -430,9 +359,9 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
         end=end,
         access_device=device_id or device_text,
         body_site=body_site,
-        access_type=_access_type(access_ext.valueCode if access_ext is not None else None, device_text, device_id, site_text),
+        access_type=access_type(access_ext.valueCode if access_ext is not None else None, device_text, device_id, site_text),
         dose=dose,
-        volume_ml=_volume_ml(dose),
+        volume_ml=volume_ml(dose),
         rate_ml_per_h=rate,
         wasted=_quantity(wasted_ext.valueQuantity) if wasted_ext is not None else None,
         kvo=kvo,
@@ -531,63 +460,17 @@ def _iter_document(doc: Any, source: str, prefix: str) -> Iterator[tuple[str, An
     yield prefix.strip() or "resource", doc
 
 
-# --- collecting a feed: dedupe by id, newer versions replace older ones -----------------
-
-
-@dataclass
-class FeedCollector:
-    """Administrations and encounters in arrival order, deduplicated by resource id."""
-
-    administrations: dict[str, Mapped] = field(default_factory=dict)
-    encounters: dict[str, Mapped] = field(default_factory=dict)
-    errors: list[MappingError] = field(default_factory=list)
-    duplicates: int = 0
-    replaced: int = 0
-    ignored: int = 0
-
-    def add_resource(self, data: Any, *, source: str, position: str) -> None:
-        if isinstance(data, MappingError):
-            self.errors.append(data.located(source=source, position=position))
-            return
-        if not isinstance(data, Mapping):
-            self.errors.append(MappingError("record is not a JSON object", source=source, position=position))
-            return
-        try:
-            mapped = map_resource(data)
-        except MappingError as e:
-            self.errors.append(e.located(source=source, position=position))
-            return
-        if mapped is None:
-            self.ignored += 1
-            return
-        self.add(mapped)
-
-    def add(self, mapped: Mapped) -> None:
-        store = self.administrations if mapped.kind == "administration" else self.encounters
-        held = store.get(mapped.id)
-        if held is None:
-            store[mapped.id] = mapped
-        elif is_newer(mapped.version, held.version):
-            store[mapped.id] = mapped
-            self.replaced += 1
-        else:
-            self.duplicates += 1
-
-    def by_encounter(self) -> dict[str, tuple[EncounterInfo, list[AdministrationEvent]]]:
-        """Encounter id -> (encounter info, its administrations in arrival order)."""
-        grouped: dict[str, list[AdministrationEvent]] = {}
-        for m in self.administrations.values():
-            assert m.administration is not None
-            grouped.setdefault(m.administration.encounter_id, []).append(m.administration)
-        out: dict[str, tuple[EncounterInfo, list[AdministrationEvent]]] = {}
-        for enc_id, events in grouped.items():
-            held = self.encounters.get(enc_id)
-            if held is not None and held.encounter is not None:
-                info = held.encounter
-                if info.patient_id is None:
-                    info = info.model_copy(update={"patient_id": events[0].patient_id})
-            else:
-                info = EncounterInfo(id=enc_id, patient_id=next((e.patient_id for e in events if e.patient_id), None))
-            out[enc_id] = (info, events)
-        return out
-
+def add_resource(collector: FeedCollector, data: Any, *, source: str, position: str) -> None:
+    """Map one record read from a FHIR file into the collector; errors are kept, not raised."""
+    if isinstance(data, MappingError):
+        collector.reject(data, source=source, position=position)
+        return
+    if not isinstance(data, Mapping):
+        collector.reject(MappingError("record is not a JSON object"), source=source, position=position)
+        return
+    try:
+        mapped = map_resource(data)
+    except MappingError as e:
+        collector.reject(e, source=source, position=position)
+        return
+    collector.offer(mapped)

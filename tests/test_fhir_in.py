@@ -11,6 +11,7 @@ import pytest
 
 from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM
 from coding_core.model import AdministrationEvent, AdminStatus, EncounterClass, Method, PumpType, Route
+from mapping.collector import FeedCollector
 from mapping.errors import MappingError, UnreadableSourceError
 from mapping.fhir_in import (
     EXT_ACCESS_TYPE,
@@ -18,7 +19,7 @@ from mapping.fhir_in import (
     EXT_PUMP,
     EXT_WASTED,
     FIELD_PATHS,
-    FeedCollector,
+    add_resource,
     iter_json_document,
     iter_ndjson,
     map_encounter,
@@ -303,7 +304,7 @@ def test_encounter_class_and_period(resource, cls, start):
 def collect(records, source: str = "feed") -> FeedCollector:
     c = FeedCollector()
     for pos, rec in records:
-        c.add_resource(rec, source=source, position=pos)
+        add_resource(c, rec, source=source, position=pos)
     return c
 
 

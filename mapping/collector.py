@@ -1,0 +1,97 @@
+"""A feed's records collected for coding: deduplicated by id, in arrival order.
+
+Both mappers (FHIR, HL7 v2) hand :class:`Mapped` records to :class:`FeedCollector`, which
+decides what a record arriving again means: a duplicate, a newer version, an update or a
+delete (see ``Mapped.mode``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from coding_core.model import AdministrationEvent, EncounterInfo
+from mapping.errors import MappingError
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """One mapped record: an administration or an encounter, with its version for dedupe."""
+
+    kind: str  # "administration" | "encounter"
+    id: str
+    version: tuple[int | None, datetime | None]
+    administration: AdministrationEvent | None = None
+    encounter: EncounterInfo | None = None
+    # "versioned": replaces the held record only when newer (FHIR; HL7 adds);
+    # "replace": always replaces it (HL7 RXA-21 U update / D delete);
+    # "merge": sets only the fields it carries (HL7 ADT/PV1 encounter updates).
+    mode: str = "versioned"
+
+
+def is_newer(candidate: tuple[int | None, datetime | None], current: tuple[int | None, datetime | None]) -> bool:
+    """Does a re-sent record replace the one we hold?  versionId decides, else lastUpdated;
+    with neither, a repeat is a duplicate."""
+    (cv, cu), (ov, ou) = candidate, current
+    if cv is not None and ov is not None and cv != ov:
+        return cv > ov
+    if cu is not None and ou is not None and cu != ou:
+        if cu.tzinfo is None or ou.tzinfo is None:
+            return False
+        return cu > ou
+    return False
+
+
+@dataclass
+class FeedCollector:
+    """Administrations and encounters in arrival order, deduplicated by resource id."""
+
+    administrations: dict[str, Mapped] = field(default_factory=dict)
+    encounters: dict[str, Mapped] = field(default_factory=dict)
+    errors: list[MappingError] = field(default_factory=list)
+    duplicates: int = 0
+    replaced: int = 0
+    ignored: int = 0
+
+    def reject(self, error: MappingError, *, source: str, position: str) -> None:
+        self.errors.append(error.located(source=source, position=position))
+
+    def offer(self, mapped: Mapped | None) -> None:
+        """A mapped record, or None for a record of a kind the product does not use."""
+        if mapped is None:
+            self.ignored += 1
+        else:
+            self.add(mapped)
+
+    def add(self, mapped: Mapped) -> None:
+        store = self.administrations if mapped.kind == "administration" else self.encounters
+        held = store.get(mapped.id)
+        if held is None:
+            store[mapped.id] = mapped
+        elif mapped.mode == "merge" and held.encounter is not None and mapped.encounter is not None:
+            update = {k: getattr(mapped.encounter, k) for k in mapped.encounter.model_fields_set - {"id"}}
+            store[mapped.id] = replace(held, encounter=held.encounter.model_copy(update=update))
+        elif mapped.mode == "replace" or is_newer(mapped.version, held.version):
+            store[mapped.id] = mapped
+            self.replaced += 1
+        else:
+            self.duplicates += 1
+
+    def by_encounter(self) -> dict[str, tuple[EncounterInfo, list[AdministrationEvent]]]:
+        """Encounter id -> (encounter info, its administrations in arrival order)."""
+        grouped: dict[str, list[AdministrationEvent]] = {}
+        for m in self.administrations.values():
+            assert m.administration is not None
+            grouped.setdefault(m.administration.encounter_id, []).append(m.administration)
+        out: dict[str, tuple[EncounterInfo, list[AdministrationEvent]]] = {}
+        for enc_id, events in grouped.items():
+            held = self.encounters.get(enc_id)
+            if held is not None and held.encounter is not None:
+                info = held.encounter
+                if info.patient_id is None:
+                    info = info.model_copy(update={"patient_id": events[0].patient_id})
+            else:
+                info = EncounterInfo(id=enc_id, patient_id=next((e.patient_id for e in events if e.patient_id), None))
+            out[enc_id] = (info, events)
+        return out
+
