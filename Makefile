@@ -18,10 +18,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	@echo "== ChargeItems (FHIR Bundle) for the bundled sample feeds =="
-	$(VENV)/bin/infusion-charges code samples/*.json samples/*.ndjson
+	$(VENV)/bin/infusion-charges code samples/*.json samples/*.ndjson samples/*.hl7
 	@echo
 	@echo "== The same, explained =="
-	$(VENV)/bin/infusion-charges code --explain samples/*.json samples/*.ndjson
+	$(VENV)/bin/infusion-charges code --explain samples/*.json samples/*.ndjson samples/*.hl7
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_coding_core.py

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from coding_core.engine import code_encounter
 from coding_core.model import Setting
@@ -26,54 +27,84 @@ from mapping.errors import UnreadableSourceError
 from mapping.explain_out import explain
 from mapping.collector import FeedCollector
 from mapping.fhir_in import add_resource, iter_json_document, iter_ndjson
+from mapping.hl7_in import add_hl7_text
 from mapping.reference_data import ReferenceDataError, formulary_for, load_formulary, load_profile
 
 EXIT_OK, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2
 
-Reader = Callable[[str, str], Iterator[tuple[str, Any]]]
+# A reader adds every record of one file's text to the collector.
+Reader = Callable[[FeedCollector, str, str, ZoneInfo], None]
 
 
-def _sniff(text: str, source: str) -> Iterator[tuple[str, Any]]:
-    """Standard input or an unknown extension: a JSON document if it parses whole, else NDJSON."""
+def _fhir_records(records: Iterator[tuple[str, Any]], collector: FeedCollector, source: str) -> None:
+    for position, record in records:
+        add_resource(collector, record, source=source, position=position)
+
+
+def read_fhir_json(collector: FeedCollector, text: str, source: str, tz: ZoneInfo) -> None:
+    _fhir_records(iter_json_document(text, source), collector, source)
+
+
+def read_fhir_ndjson(collector: FeedCollector, text: str, source: str, tz: ZoneInfo) -> None:
+    _fhir_records(iter_ndjson(text, source), collector, source)
+
+
+def read_hl7(collector: FeedCollector, text: str, source: str, tz: ZoneInfo) -> None:
+    if "MSH" not in text:
+        raise UnreadableSourceError("no MSH segment: not an HL7 v2 file", source=source)
+    add_hl7_text(collector, text, source=source, tz=tz)
+
+
+def read_sniffed(collector: FeedCollector, text: str, source: str, tz: ZoneInfo) -> None:
+    """Standard input or an unknown extension: HL7 if it starts with MSH, a JSON document if
+    it parses whole, else NDJSON."""
+    if text.lstrip("\x0b \r\n").startswith("MSH"):
+        return read_hl7(collector, text, source, tz)
     try:
         json.loads(text)
     except json.JSONDecodeError:
-        return iter_ndjson(text, source)
-    return iter_json_document(text, source)
+        return read_fhir_ndjson(collector, text, source, tz)
+    return read_fhir_json(collector, text, source, tz)
 
 
 # File readers by extension: the one place a new input format is registered.
 READERS: dict[str, Reader] = {
-    ".json": iter_json_document,
-    ".ndjson": iter_ndjson,
-    ".jsonl": iter_ndjson,
+    ".json": read_fhir_json,
+    ".ndjson": read_fhir_ndjson,
+    ".jsonl": read_fhir_ndjson,
+    ".hl7": read_hl7,
+    ".er7": read_hl7,
 }
 
 
 def reader_for(path: str) -> Reader:
-    return READERS.get(Path(path).suffix.lower(), _sniff)
+    return READERS.get(Path(path).suffix.lower(), read_sniffed)
 
 
 def _read_text(path: str) -> str:
+    """UTF-8; HL7 v2 files that are not UTF-8 are read as ISO 8859-1 (HL7's default 8-bit set)."""
     if path == "-":
         return sys.stdin.read()
     try:
-        return Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise UnreadableSourceError("no such file", source=path) from None
-    except UnicodeDecodeError as e:
-        raise UnreadableSourceError(f"not UTF-8 text (byte {e.start})", source=path) from None
     except OSError as e:
         raise UnreadableSourceError(f"cannot read: {e.strerror}", source=path) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if reader_for(path) is read_hl7:
+            return data.decode("latin-1")
+        raise UnreadableSourceError(f"not UTF-8 text (byte {e.start})", source=path) from None
 
 
-def collect(paths: Sequence[str]) -> FeedCollector:
+def collect(paths: Sequence[str], tz: ZoneInfo) -> FeedCollector:
     """Read every file in order into one collector; unreadable files raise."""
     collector = FeedCollector()
     for path in paths:
         source = "<stdin>" if path == "-" else path
-        for position, record in reader_for(path)(_read_text(path), source):
-            add_resource(collector, record, source=source, position=position)
+        reader_for(path)(collector, _read_text(path), source, tz)
     return collector
 
 
@@ -83,7 +114,7 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.setting:
             profile = profile.model_copy(update={"setting": Setting(args.setting)})
         formulary = formulary_for(profile, load_formulary(args.formulary))
-        collector = collect(args.files)
+        collector = collect(args.files, ZoneInfo(profile.timezone))
     except (ReferenceDataError, UnreadableSourceError) as e:
         print(f"infusion-charges: error: {e}", file=err)
         return EXIT_FAILED
@@ -125,12 +156,12 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infusion-charges", description="Drug-administration charge coding.")
     sub = p.add_subparsers(dest="command", required=True)
-    code = sub.add_parser("code", help="code closed encounters from FHIR files and print ChargeItems")
+    code = sub.add_parser("code", help="code closed encounters from FHIR or HL7 v2 files and print ChargeItems")
     code.add_argument("--setting", choices=[s.value for s in Setting], help="override the profile's setting")
     code.add_argument("--profile", metavar="FILE", help="payer/site profile (YAML or JSON)")
     code.add_argument("--formulary", metavar="FILE", help="formulary data file (default: the bundled one)")
     code.add_argument("--explain", action="store_true", help="print a readable table per encounter instead of FHIR")
-    code.add_argument("files", nargs="+", metavar="FILE", help="FHIR JSON (.json), NDJSON (.ndjson) or - for stdin")
+    code.add_argument("files", nargs="+", metavar="FILE", help="FHIR JSON (.json), NDJSON (.ndjson), HL7 v2 (.hl7) or - for stdin")
     code.set_defaults(handler=run_code)
     return p
 

@@ -12,6 +12,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import ValidationError
@@ -100,9 +101,14 @@ def load_profile(path: str | Path | None = None) -> Profile:
     if not isinstance(data, dict):
         raise ReferenceDataError(f"{path}: a profile is a mapping of settings")
     try:
-        return Profile.model_validate(data)
+        profile = Profile.model_validate(data)
     except ValidationError as e:
         raise ReferenceDataError(f"{path}: {summarize_validation_errors(e.errors())}") from None
+    try:
+        ZoneInfo(profile.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ReferenceDataError(f"{path}: timezone: '{profile.timezone}' is not an IANA time zone") from None
+    return profile
 
 
 def formulary_for(profile: Profile, formulary: Formulary | None = None) -> Formulary:

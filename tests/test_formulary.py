@@ -131,6 +131,7 @@ def test_unparsable_formulary(tmp_path):
         ("distinct_service_modifier: 76\n", "distinct_service_modifier"),
         ("- just\n- a list\n", "a profile is a mapping"),
         ("timezone: [\n", "not valid YAML"),
+        ("timezone: Mars/Olympus_Mons\n", "not an IANA time zone"),
     ],
 )
 def test_bad_profiles(tmp_path, text, message):

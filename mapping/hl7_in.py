@@ -1,0 +1,344 @@
+"""HL7 v2 in: RAS (pharmacy administration) and ADT messages -> the same events as FHIR.
+
+Every HL7 field the product reads is named in :data:`HL7_FIELDS` — one place to look when an
+interface team asks "where do you take the access site from?" (``RXR-3``, else ``RXR-2`` +
+``RXR-6``).  Reading is done by the lean reader (:mod:`mapping.hl7_er7`); messages it declines
+go to hl7apy (:mod:`mapping.hl7_reference`).  A message is mapped whole or rejected whole with
+a :class:`MappingError` naming its control id, segment and field — never a value.
+
+RAS: one administration per RXA; the RXR after a run of RXAs applies to each of them.
+RXA-21 action code: A adds, U replaces the earlier administration, D deletes it (it is kept
+as entered-in-error so the encounter's explanation still lists it).
+ADT: A01/A04 open, A03 closes (discharge time PV1-45), A11 cancels, A13 reopens, A08 updates
+the patient class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM
+from coding_core.model import AdministrationEvent, AdminStatus, Coding, EncounterClass, EncounterInfo, Method, Quantity, Route
+from mapping.collector import FeedCollector, Mapped
+from mapping.errors import MappingError, summarize_validation_errors
+from mapping.hl7_er7 import Er7Error, read_segments, split_messages
+from mapping.hl7_reference import read_segments_reference
+from mapping.vocabulary import KVO_WORDS, METHOD_CODES, ROUTE_CODES, VOLUME_UNITS, access_type, end_of_single_time, volume_ml
+
+
+class Segment(Protocol):
+    name: str
+
+    def get(self, field: int, component: int = 1, repetition: int = 1) -> str: ...
+
+    def repetitions(self, field: int) -> int: ...
+
+
+# name -> (segment, field, component).  First repetition unless stated in the code.
+HL7_FIELDS: dict[str, tuple[str, int, int]] = {
+    "message_code": ("MSH", 9, 1), "trigger_event": ("MSH", 9, 2), "control_id": ("MSH", 10, 1),
+    "message_time": ("MSH", 7, 1), "version": ("MSH", 12, 1),
+    "patient_id": ("PID", 3, 1),  # identifier only: names and birth dates are never read
+    "patient_class": ("PV1", 2, 1), "patient_type": ("PV1", 18, 1),
+    "visit_number": ("PV1", 19, 1), "admit_time": ("PV1", 44, 1), "discharge_time": ("PV1", 45, 1),
+    "placer_order": ("ORC", 2, 1), "filler_order": ("ORC", 3, 1),
+    "give_sub_id": ("RXA", 1, 1), "administration_sub_id": ("RXA", 2, 1),
+    "start": ("RXA", 3, 1), "end": ("RXA", 4, 1),
+    "drug_code": ("RXA", 5, 1), "drug_text": ("RXA", 5, 2), "drug_system": ("RXA", 5, 3),
+    "drug_alt_code": ("RXA", 5, 4), "drug_alt_text": ("RXA", 5, 5), "drug_alt_system": ("RXA", 5, 6),
+    "amount": ("RXA", 6, 1), "amount_units": ("RXA", 7, 1),
+    "notes": ("RXA", 9, 2),
+    "per_time_unit": ("RXA", 12, 1),  # present: RXA-6/7 is a rate (e.g. 125 mL per H1)
+    "completion_status": ("RXA", 20, 1), "action_code": ("RXA", 21, 1),
+    "volume": ("RXA", 23, 1), "volume_units": ("RXA", 24, 1),
+    "route": ("RXR", 1, 1), "route_text": ("RXR", 1, 2),
+    "site": ("RXR", 2, 1), "site_text": ("RXR", 2, 2),
+    "device": ("RXR", 3, 1), "device_text": ("RXR", 3, 2),  # the access line: identity of the access site
+    "method": ("RXR", 4, 1), "method_text": ("RXR", 4, 2),
+    "site_modifier": ("RXR", 6, 1),
+}
+HEADER_SEGMENTS = ("MSH", "PID", "PV1")
+ORDER_SEGMENTS = ("ORC", "RXA", "RXR")
+
+# HL7 table 0322 completion status; table 0004 patient class.
+COMPLETION_STATUS = {"": AdminStatus.COMPLETED, "CP": AdminStatus.COMPLETED, "PA": AdminStatus.STOPPED,
+                     "RE": AdminStatus.NOT_DONE, "NA": AdminStatus.NOT_DONE}
+PATIENT_CLASS = {"I": EncounterClass.INPATIENT, "O": EncounterClass.AMBULATORY, "R": EncounterClass.AMBULATORY,
+                 "E": EncounterClass.EMERGENCY, "B": EncounterClass.AMBULATORY, "P": EncounterClass.OTHER,
+                 "N": EncounterClass.OTHER, "U": EncounterClass.OTHER, "C": EncounterClass.OTHER}
+OBSERVATION_PATIENT_TYPES = {"OBS", "OBV", "OBSERVATION"}  # PV1-18 values that make "O" an observation stay
+CODING_SYSTEMS = {"HPC": HCPCS_SYSTEM, "HCPCS": HCPCS_SYSTEM, "CPT": HCPCS_SYSTEM, "NDC": NDC_SYSTEM, "N0": NDC_SYSTEM,
+                  "RXNORM": RXNORM_SYSTEM, "RXN": RXNORM_SYSTEM}
+ADT_STATUS = {"A01": "in-progress", "A04": "in-progress", "A03": "finished", "A11": "cancelled", "A13": "in-progress",
+              "A08": None}
+RAS_TRIGGERS = {"O17", "O01", "O02"}
+_SAFE_ID = re.compile(r"[^A-Za-z0-9.\-]")
+_DTM = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?")
+
+
+def _get(segment: Segment | None, name: str) -> str:
+    if segment is None:
+        return ""
+    _, field, component = HL7_FIELDS[name]
+    return segment.get(field, component).strip()
+
+
+def extract(segments: Sequence[Segment]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The values of :data:`HL7_FIELDS`: header fields, and one dict per RXA (with its ORC/RXR)."""
+    first: dict[str, Segment] = {}
+    administrations: list[dict[str, str]] = []
+    orc: Segment | None = None
+    pending: list[dict[str, str]] = []
+    for seg in segments:
+        if seg.name in HEADER_SEGMENTS:
+            first.setdefault(seg.name, seg)
+        elif seg.name == "ORC":
+            orc, pending = seg, []
+        elif seg.name == "RXA":
+            values = {n: _get(seg if s == "RXA" else orc if s == "ORC" else None, n)
+                      for n, (s, _, _) in HL7_FIELDS.items() if s in ("RXA", "ORC", "RXR")}
+            administrations.append(values)
+            pending.append(values)
+        elif seg.name == "RXR":
+            for values in pending:
+                values.update({n: _get(seg, n) for n, (s, _, _) in HL7_FIELDS.items() if s == "RXR"})
+            pending = []
+    header = {n: _get(first.get(s), n) for n, (s, _, _) in HL7_FIELDS.items() if s in HEADER_SEGMENTS}
+    return header, administrations
+
+
+def read(message: str) -> tuple[Sequence[Segment], str]:
+    """Segments by the lean reader, or by hl7apy when the lean reader declines."""
+    try:
+        return read_segments(message), "lean"
+    except Er7Error as lean_error:
+        if lean_error.segment == "MSH" and lean_error.field == 2:
+            return read_segments_reference(message), "hl7apy"
+        raise
+
+
+class _Fail:
+    def __init__(self, control_id: str | None, message_type: str | None):
+        self.control_id, self.message_type = control_id or None, message_type or None
+
+    def __call__(self, field: str, reason: str) -> MappingError:
+        return MappingError(f"{field}: {reason}", record_id=self.control_id, resource_type=self.message_type)
+
+
+def _location(field_name: str) -> str:
+    seg, field, comp = HL7_FIELDS[field_name]
+    return f"{seg}-{field}" + (f".{comp}" if comp > 1 else "")
+
+
+def parse_time(value: str, tz: ZoneInfo, field: str, fail: _Fail, notes: list[str]) -> datetime | None:
+    """HL7 DTM -> aware datetime.  No offset: local to the site, DST-aware, with a warning when
+    the local time is ambiguous (clocks back) or does not exist (clocks forward)."""
+    if not value:
+        return None
+    m = _DTM.fullmatch(value)
+    if m is None:
+        raise fail(field, "not an HL7 timestamp (YYYYMMDDHHMM[SS][+/-ZZZZ])")
+    year, month, day, hour, minute, second, frac, offset = m.groups()
+    if hour is None:
+        notes.append(f"{field} has no time of day; it cannot be used for timing")
+        try:
+            date(int(year), int(month or 1), int(day or 1))
+        except ValueError:
+            raise fail(field, "not a valid date") from None
+        return None
+    try:
+        naive = datetime(int(year), int(month), int(day), int(hour), int(minute or 0), int(second or 0),
+                         int((frac or "0").ljust(6, "0")[:6]))
+    except ValueError:
+        raise fail(field, "not a valid date and time") from None
+    if offset:
+        sign = 1 if offset[0] == "+" else -1
+        hours, minutes = int(offset[1:3]), int(offset[3:5])
+        if hours > 14 or minutes > 59:
+            raise fail(field, "UTC offset out of range")
+        return naive.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
+    early, late = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
+    if early.utcoffset() != late.utcoffset():
+        exists = early.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) == naive
+        if exists:
+            notes.append(f"{field}: local time is ambiguous (clocks went back); the first occurrence was used")
+        else:
+            notes.append(f"{field}: local time does not exist (clocks went forward); read with the offset before the change")
+    return early
+
+
+def _decimal(value: str, field: str, fail: _Fail) -> Decimal | None:
+    if not value:
+        return None
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise fail(field, "not a number") from None
+    if not d.is_finite() or d < 0:
+        raise fail(field, "not a non-negative number")
+    return d
+
+
+def _codings(v: dict[str, str]) -> tuple[Coding, ...]:
+    out = []
+    for code, text, system in (("drug_code", "drug_text", "drug_system"), ("drug_alt_code", "drug_alt_text", "drug_alt_system")):
+        if v[code]:
+            sys_name = v[system].upper()
+            uri = CODING_SYSTEMS.get(sys_name) or f"urn:local:{v[system] or 'unspecified'}"
+            out.append(Coding(system=uri, code=v[code], display=v[text] or None))
+    return tuple(out)
+
+
+def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fail: _Fail) -> Mapped:
+    order = v["filler_order"] or v["placer_order"]
+    if not order:
+        raise fail("ORC-3/ORC-2", "no order number: the administration cannot be identified")
+    admin_id = _SAFE_ID.sub("-", f"{order}-{v['give_sub_id'] or '0'}-{v['administration_sub_id'] or '1'}")[:64]
+    status = COMPLETION_STATUS.get(v["completion_status"].upper())
+    if status is None:
+        raise fail(_location("completion_status"), "not a completion status (HL7 table 0322: CP, PA, RE, NA)")
+    action = v["action_code"].upper() or "A"
+    if action not in ("A", "U", "D"):
+        raise fail(_location("action_code"), "not an action code (A, U, D)")
+    if action == "D":
+        status = AdminStatus.ENTERED_IN_ERROR
+    codings = _codings(v)
+    if not codings and not v["drug_text"]:
+        raise fail(_location("drug_code"), "no administered code or text: the drug cannot be identified")
+
+    notes: list[str] = []
+    start = parse_time(v["start"], tz, _location("start"), fail, notes)
+    route = ROUTE_CODES.get(v["route"].lower()) or ROUTE_CODES.get(v["route_text"].lower()) or (
+        Route.OTHER if v["route"] or v["route_text"] else Route.UNKNOWN)
+    method = METHOD_CODES.get(v["method"].lower()) or METHOD_CODES.get(v["method_text"].lower()) or Method.UNKNOWN
+    end = parse_time(v["end"], tz, _location("end"), fail, notes) if v["end"] else end_of_single_time(start, method, route)
+
+    amount = _decimal(v["amount"], _location("amount"), fail)
+    units = v["amount_units"]
+    dose = rate = None
+    if v["per_time_unit"]:
+        per = re.fullmatch(r"([SMHD])(\d*)", v["per_time_unit"].upper())
+        vol_factor = VOLUME_UNITS.get(units.lower())
+        if per is None or vol_factor is None or amount is None:
+            raise fail(_location("per_time_unit"), "a rate needs RXA-6 in a volume unit per S/M/H/D<n> in RXA-12")
+        seconds = {"S": 1, "M": 60, "H": 3600, "D": 86400}[per.group(1)] * int(per.group(2) or 1)
+        rate = amount * vol_factor * Decimal(3600) / Decimal(seconds)
+    elif amount is not None and units:
+        dose = Quantity(value=amount, unit=units)
+    volume = _decimal(v["volume"], _location("volume"), fail)
+    vol_ml = volume * VOLUME_UNITS[v["volume_units"].lower()] if volume is not None and v["volume_units"].lower() in VOLUME_UNITS else volume_ml(dose)
+
+    site = " ".join(p for p in (v["site"], v["site_modifier"]) if p) or None
+    device = v["device"] or v["device_text"] or None
+    event = AdministrationEvent(
+        id=admin_id,
+        encounter_id=header["visit_number"],
+        patient_id=header["patient_id"] or None,
+        status=status,
+        drug_codings=codings,
+        drug_text=v["drug_text"] or None,
+        route=route,
+        method=method,
+        start=start,
+        end=end,
+        access_device=device,
+        body_site=site,
+        access_type=access_type(None, v["device_text"], v["device"], v["site_text"]),
+        dose=dose,
+        volume_ml=vol_ml,
+        rate_ml_per_h=rate,
+        kvo=any(KVO_WORDS.search(t) for t in (v["notes"], v["method_text"]) if t),
+        ndc=next((c.code for c in codings if c.system == NDC_SYSTEM), None),
+        source_warnings=tuple(notes),
+    )
+    mode = "versioned" if action == "A" else "replace"
+    return Mapped("administration", admin_id, (None, None), administration=event, mode=mode)
+
+
+def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: _Fail) -> Mapped:
+    fields: dict[str, object] = {"id": header["visit_number"]}
+    if header["patient_id"]:
+        fields["patient_id"] = header["patient_id"]
+    pclass = header["patient_class"].upper()
+    if pclass:
+        cls = PATIENT_CLASS.get(pclass, EncounterClass.OTHER)
+        if cls is EncounterClass.AMBULATORY and header["patient_type"].upper() in OBSERVATION_PATIENT_TYPES:
+            cls = EncounterClass.OBSERVATION
+        fields["encounter_class"] = cls
+    notes: list[str] = []
+    if trigger in ADT_STATUS:
+        if ADT_STATUS[trigger] is not None:
+            fields["status"] = ADT_STATUS[trigger]
+        if trigger == "A03":
+            fields["period_end"] = parse_time(header["discharge_time"], tz, _location("discharge_time"), fail, notes)
+        elif trigger == "A13":
+            fields["period_end"] = None
+        if header["admit_time"]:
+            fields["period_start"] = parse_time(header["admit_time"], tz, _location("admit_time"), fail, notes)
+    info = EncounterInfo(**fields)  # type: ignore[arg-type]
+    return Mapped("encounter", info.id, (None, None), encounter=info, mode="merge")
+
+
+def map_message(message: str, tz: ZoneInfo) -> list[Mapped]:
+    """One HL7 message -> its records (the encounter update first).  Raises MappingError only."""
+    try:
+        segments, _ = read(message)
+        header, administrations = extract(segments)
+    except Er7Error as e:
+        raise MappingError(str(e), record_id=_control_id_of(message)) from None
+    fail = _Fail(header["control_id"], "^".join(p for p in (header["message_code"], header["trigger_event"]) if p))
+    try:
+        return _map(header, administrations, tz, fail)
+    except ValidationError as e:  # a value the event model refuses, e.g. an empty id
+        raise fail("message", summarize_validation_errors(e.errors())) from None
+
+
+def _control_id_of(message: str) -> str | None:
+    """MSH-10 by plain splitting, to name a message the readers could not split."""
+    first = message.split("\r", 1)[0]
+    if not first.startswith("MSH") or len(first) < 4:
+        return None
+    fields = first.split(first[3])
+    control = fields[9].strip() if len(fields) > 9 else ""
+    return _SAFE_ID.sub("-", control)[:64] or None
+
+
+def _map(header: dict[str, str], administrations: list[dict[str, str]], tz: ZoneInfo, fail: _Fail) -> list[Mapped]:
+    code, trigger = header["message_code"].upper(), header["trigger_event"].upper()
+    if code not in ("RAS", "ADT"):
+        raise fail("MSH-9", "not a RAS or ADT message")
+    if code == "RAS" and trigger and trigger not in RAS_TRIGGERS:
+        raise fail("MSH-9.2", "not a RAS administration trigger (O17, O01, O02)")
+    if code == "ADT" and trigger not in ADT_STATUS:
+        return []  # other ADT events carry nothing the coding needs
+    if not header["visit_number"]:
+        raise fail("PV1-19", "no visit number: the encounter cannot be identified")
+    records = [_encounter(header, trigger if code == "ADT" else None, tz, fail)]
+    if code == "RAS":
+        if not administrations:
+            raise fail("RXA", "a RAS message without an RXA segment administers nothing")
+        records += [_administration(header, v, tz, fail) for v in administrations]
+    return records
+
+
+def add_hl7_text(collector: FeedCollector, text: str, *, source: str, tz: ZoneInfo) -> None:
+    """Every message of an HL7 file or stream into the collector; a bad message is reported
+    (with its number and control id) and the next one is read."""
+    for n, message in split_messages(text):
+        position = f"message {n}"
+        try:
+            records = map_message(message, tz)
+        except MappingError as e:
+            collector.reject(e, source=source, position=position)
+            continue
+        if not records:
+            collector.offer(None)
+        for record in records:
+            collector.offer(record)

@@ -1,0 +1,64 @@
+"""The reference HL7 v2 reader: hl7apy parses the message; values are read from its tree.
+
+~100x slower than :mod:`mapping.hl7_er7` (a RAS message takes milliseconds), so it is not on
+the hot path: it is the oracle of the differential test and the reader for messages the
+lean reader declines (unusual encoding characters).  It exposes the same ``Segment``
+interface (``name``, ``get``, ``repetitions``) so the mapping code cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hl7apy.parser import parse_message
+
+from mapping.hl7_er7 import HL7_NULL, Encoding, Er7Error, encoding_of, unescape
+
+
+def _position(name: str | None, order: int) -> int:
+    """hl7apy names positional children ``CE_3``/``RXA_5``; base types (``ST``) are in order."""
+    if name and "_" in name:
+        tail = name.rsplit("_", 1)[1]
+        if tail.isdigit():
+            return int(tail)
+    return order
+
+
+class ApySegment:
+    __slots__ = ("name", "_fields", "_enc")
+
+    def __init__(self, segment: Any, enc: Encoding):
+        self.name = segment.name
+        self._enc = enc
+        self._fields: dict[int, list[Any]] = {}
+        for order, child in enumerate(segment.children, start=1):
+            self._fields.setdefault(_position(child.name, order), []).append(child)
+
+    def get(self, field: int, component: int = 1, repetition: int = 1) -> str:
+        reps = self._fields.get(field)
+        if not reps or repetition > len(reps):
+            return ""
+        element = reps[repetition - 1]
+        if self.name == "MSH" and field <= 2:
+            return str(element.to_er7())
+        components = {_position(c.name, i): c for i, c in enumerate(element.children, start=1)}
+        comp = components.get(component)
+        if comp is None:
+            return ""
+        subs = getattr(comp, "children", None)
+        value = subs[0].to_er7() if subs else comp.to_er7()
+        if value == HL7_NULL:
+            return ""
+        return unescape(str(value), self._enc)
+
+    def repetitions(self, field: int) -> int:
+        return len(self._fields.get(field, ()))
+
+
+def read_segments_reference(message: str) -> list[ApySegment]:
+    enc = encoding_of(message.split("\r", 1)[0])
+    try:
+        parsed = parse_message(message, find_groups=False)
+    except Exception as e:  # hl7apy raises a zoo of exception types; all mean "cannot parse"
+        raise Er7Error(f"hl7apy cannot parse the message ({type(e).__name__})") from None
+    return [ApySegment(s, enc) for s in parsed.children]
