@@ -83,7 +83,8 @@ def test_overnight_observation_sample_dates_hours_by_day():
 def test_explain_prints_a_table_per_encounter():
     status, out, err = code("--explain", *(str(p) for p in sorted(SAMPLES.iterdir())))
     assert status == EXIT_OK, err
-    assert out.count("Encounter ") == 3
+    assert out.count("Encounter ") == 4  # three FHIR feeds and one HL7 v2 feed
+    assert "Encounter V77001 (EMER" in out
     assert "96361" in out and "hydration" in out
     assert "warnings:" in out and "unknown-drug" in out
     assert "not charged:" in out and "ma-5001-6" in out  # entered in error, listed with its reason
