@@ -25,7 +25,8 @@ class Mapped:
     encounter: EncounterInfo | None = None
     # "versioned": replaces the held record only when newer (FHIR; HL7 adds);
     # "replace": always replaces it (HL7 RXA-21 U update / D delete);
-    # "merge": sets only the fields it carries (HL7 ADT/PV1 encounter updates).
+    # "merge": sets only the fields it carries (HL7 ADT encounter updates);
+    # "fill": sets only fields still unknown (the PV1 copied into an HL7 RAS message).
     mode: str = "versioned"
 
 
@@ -68,8 +69,11 @@ class FeedCollector:
         held = store.get(mapped.id)
         if held is None:
             store[mapped.id] = mapped
-        elif mapped.mode == "merge" and held.encounter is not None and mapped.encounter is not None:
-            update = {k: getattr(mapped.encounter, k) for k in mapped.encounter.model_fields_set - {"id"}}
+        elif mapped.mode in ("merge", "fill") and held.encounter is not None and mapped.encounter is not None:
+            fields = mapped.encounter.model_fields_set - {"id"}
+            if mapped.mode == "fill":
+                fields = {k for k in fields if getattr(held.encounter, k) is None}
+            update = {k: getattr(mapped.encounter, k) for k in fields}
             store[mapped.id] = replace(held, encounter=held.encounter.model_copy(update=update))
         elif mapped.mode == "replace" or is_newer(mapped.version, held.version):
             store[mapped.id] = mapped

@@ -2,8 +2,9 @@
 
 Every HL7 field the product reads is named in :data:`HL7_FIELDS` — one place to look when an
 interface team asks "where do you take the access site from?" (``RXR-3``, else ``RXR-2`` +
-``RXR-6``).  Reading is done by the lean reader (:mod:`mapping.hl7_er7`); messages it declines
-go to hl7apy (:mod:`mapping.hl7_reference`).  A message is mapped whole or rejected whole with
+``RXR-6``).  Reading is done by the lean reader (:mod:`mapping.hl7_er7`); hl7apy
+(:mod:`mapping.hl7_reference`) reads the same messages in the differential test, which proves
+``extract`` gets the same values from both.  A message is mapped whole or rejected whole with
 a :class:`MappingError` naming its control id, segment and field — never a value.
 
 RAS: one administration per RXA; the RXR after a run of RXAs applies to each of them.
@@ -29,7 +30,6 @@ from coding_core.model import AdministrationEvent, AdminStatus, Coding, Encounte
 from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, summarize_validation_errors
 from mapping.hl7_er7 import Er7Error, read_segments, split_messages
-from mapping.hl7_reference import read_segments_reference
 from mapping.vocabulary import KVO_WORDS, METHOD_CODES, ROUTE_CODES, VOLUME_UNITS, access_type, end_of_single_time, volume_ml
 
 
@@ -44,7 +44,6 @@ class Segment(Protocol):
 # name -> (segment, field, component).  First repetition unless stated in the code.
 HL7_FIELDS: dict[str, tuple[str, int, int]] = {
     "message_code": ("MSH", 9, 1), "trigger_event": ("MSH", 9, 2), "control_id": ("MSH", 10, 1),
-    "message_time": ("MSH", 7, 1), "version": ("MSH", 12, 1),
     "patient_id": ("PID", 3, 1),  # identifier only: names and birth dates are never read
     "patient_class": ("PV1", 2, 1), "patient_type": ("PV1", 18, 1),
     "visit_number": ("PV1", 19, 1), "admit_time": ("PV1", 44, 1), "discharge_time": ("PV1", 45, 1),
@@ -114,16 +113,6 @@ def extract(segments: Sequence[Segment]) -> tuple[dict[str, str], list[dict[str,
     return header, administrations
 
 
-def read(message: str) -> tuple[Sequence[Segment], str]:
-    """Segments by the lean reader, or by hl7apy when the lean reader declines."""
-    try:
-        return read_segments(message), "lean"
-    except Er7Error as lean_error:
-        if lean_error.segment == "MSH" and lean_error.field == 2:
-            return read_segments_reference(message), "hl7apy"
-        raise
-
-
 class _Fail:
     def __init__(self, control_id: str | None, message_type: str | None):
         self.control_id, self.message_type = control_id or None, message_type or None
@@ -165,13 +154,16 @@ def parse_time(value: str, tz: ZoneInfo, field: str, fail: _Fail, notes: list[st
             raise fail(field, "UTC offset out of range")
         return naive.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
     early, late = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
-    if early.utcoffset() != late.utcoffset():
+    offset = early.utcoffset()
+    if offset != late.utcoffset():
         exists = early.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) == naive
         if exists:
             notes.append(f"{field}: local time is ambiguous (clocks went back); the first occurrence was used")
         else:
             notes.append(f"{field}: local time does not exist (clocks went forward); read with the offset before the change")
-    return early
+    # A fixed offset: zone-aware datetimes in a fold or gap compare unequal to everything (PEP 495).
+    assert offset is not None
+    return naive.replace(tzinfo=timezone(offset))
 
 
 def _decimal(value: str, field: str, fail: _Fail) -> Decimal | None:
@@ -283,14 +275,14 @@ def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: 
         if header["admit_time"]:
             fields["period_start"] = parse_time(header["admit_time"], tz, _location("admit_time"), fail, notes)
     info = EncounterInfo(**fields)  # type: ignore[arg-type]
-    return Mapped("encounter", info.id, (None, None), encounter=info, mode="merge")
+    # ADT is the authority on the encounter; the PV1 copied into a RAS only fills gaps.
+    return Mapped("encounter", info.id, (None, None), encounter=info, mode="merge" if trigger else "fill")
 
 
 def map_message(message: str, tz: ZoneInfo) -> list[Mapped]:
     """One HL7 message -> its records (the encounter update first).  Raises MappingError only."""
     try:
-        segments, _ = read(message)
-        header, administrations = extract(segments)
+        header, administrations = extract(read_segments(message))
     except Er7Error as e:
         raise MappingError(str(e), record_id=_control_id_of(message)) from None
     fail = _Fail(header["control_id"], "^".join(p for p in (header["message_code"], header["trigger_event"]) if p))

@@ -1,9 +1,11 @@
 """The reference HL7 v2 reader: hl7apy parses the message; values are read from its tree.
 
-~100x slower than :mod:`mapping.hl7_er7` (a RAS message takes milliseconds), so it is not on
-the hot path: it is the oracle of the differential test and the reader for messages the
-lean reader declines (unusual encoding characters).  It exposes the same ``Segment``
-interface (``name``, ``get``, ``repetitions``) so the mapping code cannot tell them apart.
+Far slower than :mod:`mapping.hl7_er7` (a RAS message takes milliseconds), so it is not on
+the hot path: it is the oracle of the differential test (``tests/test_hl7_differential.py``)
+and the baseline of ``benchmarks/bench_hl7.py``.  It exposes the same ``Segment`` interface
+(``name``, ``get``, ``repetitions``) so ``mapping.hl7_in.extract`` cannot tell them apart.
+Encoding characters and escape sequences are resolved by the shared functions of
+:mod:`mapping.hl7_er7` (hl7apy keeps escape sequences as sent).
 """
 
 from __future__ import annotations
