@@ -26,6 +26,13 @@ def _position(name: str | None, order: int) -> int:
     return order
 
 
+def _raw(element: Any) -> str:
+    """The value as sent: hl7apy's ``to_er7`` re-escapes sequences it does not know (``\\X41\\``)."""
+    datatype = getattr(element, "value", None)
+    raw = getattr(datatype, "value", None)
+    return raw if isinstance(raw, str) else str(element.to_er7())
+
+
 class ApySegment:
     __slots__ = ("name", "_fields", "_enc")
 
@@ -33,8 +40,11 @@ class ApySegment:
         self.name = segment.name
         self._enc = enc
         self._fields: dict[int, list[Any]] = {}
-        for order, child in enumerate(segment.children, start=1):
-            self._fields.setdefault(_position(child.name, order), []).append(child)
+        for child in segment.children:
+            # Fields beyond the version's definition come without a name, and hl7apy does not
+            # keep their position: the reference reader cannot see them (the lean one can).
+            if child.name:
+                self._fields.setdefault(_position(child.name, 0), []).append(child)
 
     def get(self, field: int, component: int = 1, repetition: int = 1) -> str:
         reps = self._fields.get(field)
@@ -48,7 +58,7 @@ class ApySegment:
         if comp is None:
             return ""
         subs = getattr(comp, "children", None)
-        value = subs[0].to_er7() if subs else comp.to_er7()
+        value = _raw(subs[0]) if subs else _raw(comp)
         if value == HL7_NULL:
             return ""
         return unescape(str(value), self._enc)
