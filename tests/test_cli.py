@@ -143,3 +143,48 @@ def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv, io.StringIO(), io.StringIO())
     assert e.value.code == 2
+
+
+def test_hl7_sample_feed():
+    status, out, err = code(str(SAMPLES / "ed-visit.hl7"))
+    assert status == EXIT_OK, err
+    e, d = "V77001", "2026-11-09"
+    assert lines_of(out) == {
+        (e, "96365", (), d): 1,  # ceftriaxone 40 min: the initial service (outranks hydration)
+        (e, "96361", (), d): 1,  # saline 08:00-09:05 less 15 min concurrent with ceftriaxone = 50 min
+        (e, "96375", (), d): 1,  # ondansetron push; the ketorolac push was deleted (RXA-21 D)
+        (e, "J0696", (), d): 4,
+        (e, "J2405", (), d): 4,
+        (e, "J7030", (), d): 1,
+    }
+
+
+def test_hl7_bad_message_is_reported_with_control_id_and_the_rest_coded(tmp_path):
+    text = (SAMPLES / "ed-visit.hl7").read_text().replace("RXA|0|1|20261109085000", "RXA|0|1|2026-11-09 08:50")
+    feed = tmp_path / "feed.hl7"
+    feed.write_bytes(text.encode("latin-1"))
+    status, out, err = code(str(feed))
+    assert status == EXIT_REJECTED
+    assert f"{feed}, message 3: RAS^O17/RAS0002: RXA-3: not an HL7 timestamp" in err
+    got = lines_of(out)
+    assert ("V77001", "96365", (), "2026-11-09") not in got  # the ceftriaxone message was rejected whole
+    # without it, the ondansetron push outranks the saline as the initial service
+    assert got[("V77001", "96374", (), "2026-11-09")] == 1 and got[("V77001", "96361", (), "2026-11-09")] == 1
+
+
+def test_hl7_in_iso_8859_1_and_from_stdin(tmp_path, monkeypatch):
+    text = (SAMPLES / "ed-visit.hl7").read_text().replace("ondansetron", "ondansetr\u00f3n")
+    latin = tmp_path / "latin.hl7"
+    latin.write_bytes(text.encode("latin-1"))
+    status, out, _ = code(str(latin))
+    assert status == EXIT_OK and lines_of(out)[("V77001", "96375", (), "2026-11-09")] == 1
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    status, out2, _ = code("-")
+    assert status == EXIT_OK and lines_of(out2) == lines_of(out)
+
+
+def test_file_with_no_hl7_message_is_unreadable(tmp_path):
+    bad = tmp_path / "x.hl7"
+    bad.write_text("hello\n")
+    status, out, err = code(str(bad))
+    assert status == EXIT_FAILED and out == "" and "x.hl7: no MSH segment" in err
