@@ -13,13 +13,14 @@ Z-segments and trailing empty fields.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 MLLP_START, MLLP_END = "\x0b", "\x1c"
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
+_KNOWN_NAMES = frozenset({"MSH", "EVN", "PID", "PD1", "PV1", "PV2", "ORC", "RXA", "RXR", "RXO", "RXE", "RXC", "TQ1", "OBX", "NTE", "AL1"})
 HL7_NULL = '""'  # an explicit null: "delete the value" — carries no value for us
 
 
@@ -109,7 +110,7 @@ def unescape(value: str, enc: Encoding) -> str:
 class Segment:
     """One segment split into fields; values are read by (field, component, repetition)."""
 
-    __slots__ = ("name", "_fields", "_enc", "_offset")
+    __slots__ = ("name", "_fields", "_enc", "_offset", "_components")
 
     def __init__(self, text: str, enc: Encoding):
         self._fields = text.split(enc.field)
@@ -117,27 +118,44 @@ class Segment:
         self._enc = enc
         # MSH-1 is the field separator itself, so MSH field n is at index n - 1.
         self._offset = 1 if self.name == "MSH" else 0
+        self._components: dict[int, list[str]] = {}  # first repetition, split once
 
-    def get(self, field: int, component: int = 1, repetition: int = 1) -> str:
-        if self._offset and field <= 2:
-            return self._enc.field if field == 1 else self._fields[1]
+    def _split(self, field: int, repetition: int) -> list[str]:
+        """The components of one repetition of a field ([] when absent)."""
+        if self._offset and field <= 2:  # MSH-1/MSH-2 are not split
+            return [self._enc.field if field == 1 else self._fields[1]]
+        if repetition == 1:
+            comps = self._components.get(field)
+            if comps is None:
+                i = field - self._offset
+                raw = self._fields[i] if i < len(self._fields) else ""
+                comps = self._components[field] = raw.split(self._enc.repetition, 1)[0].split(self._enc.component) if raw else []
+            return comps
         i = field - self._offset
-        if i >= len(self._fields):
-            return ""
-        raw = self._fields[i]
-        if not raw:
-            return ""
+        reps = self._fields[i].split(self._enc.repetition) if i < len(self._fields) and self._fields[i] else []
+        return reps[repetition - 1].split(self._enc.component) if repetition <= len(reps) else []
+
+    def _clean(self, component: str) -> str:
+        """First sub-component, HL7 null as empty, escapes resolved."""
         enc = self._enc
-        reps = raw.split(enc.repetition)
-        if repetition > len(reps):
-            return ""
-        comps = reps[repetition - 1].split(enc.component)
-        if component > len(comps):
-            return ""
-        value = comps[component - 1].split(enc.subcomponent, 1)[0]
+        value = component.split(enc.subcomponent, 1)[0] if enc.subcomponent in component else component
         if value == HL7_NULL:
             return ""
-        return unescape(value, enc)
+        return unescape(value, enc) if enc.escape in value else value
+
+    def get(self, field: int, component: int = 1, repetition: int = 1) -> str:
+        comps = self._split(field, repetition)
+        if self._offset and field <= 2:
+            return comps[0]
+        return self._clean(comps[component - 1]) if component <= len(comps) else ""
+
+    def read_many(self, reads: Iterable[tuple[str, int, int]]) -> dict[str, str]:
+        """{name: stripped value} for (name, field, component) of the first repetition."""
+        out = {}
+        for name, field, component in reads:
+            comps = self._split(field, 1)
+            out[name] = self._clean(comps[component - 1]).strip() if component <= len(comps) else ""
+        return out
 
     def repetitions(self, field: int) -> int:
         i = field - self._offset
@@ -153,7 +171,8 @@ def read_segments(message: str) -> list[Segment]:
     segments = []
     for line in lines:
         name = line[:3]
-        if not _SEGMENT_NAME.fullmatch(name) or (len(line) > 3 and line[3] != enc.field):
-            raise Er7Error("not an HL7 segment", name if _SEGMENT_NAME.fullmatch(name) else None)
+        valid_name = name in _KNOWN_NAMES or _SEGMENT_NAME.fullmatch(name) is not None
+        if not valid_name or (len(line) > 3 and line[3] != enc.field):
+            raise Er7Error("not an HL7 segment", name if valid_name else None)
         segments.append(Segment(line, enc))
     return segments

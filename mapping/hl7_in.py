@@ -17,9 +17,10 @@ the patient class.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -37,6 +38,8 @@ class Segment(Protocol):
     name: str
 
     def get(self, field: int, component: int = 1, repetition: int = 1) -> str: ...
+
+    def read_many(self, reads: Iterable[tuple[str, int, int]]) -> dict[str, str]: ...
 
     def repetitions(self, field: int) -> int: ...
 
@@ -82,34 +85,43 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9.\-]")
 _DTM = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?")
 
 
-def _get(segment: Segment | None, name: str) -> str:
+# The table regrouped by segment: what ``extract`` reads from each.
+_READS: dict[str, tuple[tuple[str, int, int], ...]] = {
+    seg: tuple((name, f, c) for name, (s, f, c) in HL7_FIELDS.items() if s == seg) for seg in (*HEADER_SEGMENTS, *ORDER_SEGMENTS)
+}
+_NO_VALUES: dict[str, dict[str, str]] = {seg: {name: "" for name, _, _ in reads} for seg, reads in _READS.items()}
+
+
+def _values(segment: Segment | None, seg: str) -> dict[str, str]:
     if segment is None:
-        return ""
-    _, field, component = HL7_FIELDS[name]
-    return segment.get(field, component).strip()
+        return dict(_NO_VALUES[seg])
+    return segment.read_many(_READS[seg])
 
 
 def extract(segments: Sequence[Segment]) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The values of :data:`HL7_FIELDS`: header fields, and one dict per RXA (with its ORC/RXR)."""
     first: dict[str, Segment] = {}
     administrations: list[dict[str, str]] = []
-    orc: Segment | None = None
+    orc = _values(None, "ORC")
     pending: list[dict[str, str]] = []
     for seg in segments:
-        if seg.name in HEADER_SEGMENTS:
-            first.setdefault(seg.name, seg)
-        elif seg.name == "ORC":
-            orc, pending = seg, []
-        elif seg.name == "RXA":
-            values = {n: _get(seg if s == "RXA" else orc if s == "ORC" else None, n)
-                      for n, (s, _, _) in HL7_FIELDS.items() if s in ("RXA", "ORC", "RXR")}
+        name = seg.name
+        if name in HEADER_SEGMENTS:
+            first.setdefault(name, seg)
+        elif name == "ORC":
+            orc, pending = _values(seg, "ORC"), []
+        elif name == "RXA":
+            values = {**orc, **_values(seg, "RXA"), **_NO_VALUES["RXR"]}
             administrations.append(values)
             pending.append(values)
-        elif seg.name == "RXR":
+        elif name == "RXR":
+            rxr = _values(seg, "RXR")
             for values in pending:
-                values.update({n: _get(seg, n) for n, (s, _, _) in HL7_FIELDS.items() if s == "RXR"})
+                values.update(rxr)
             pending = []
-    header = {n: _get(first.get(s), n) for n, (s, _, _) in HL7_FIELDS.items() if s in HEADER_SEGMENTS}
+    header: dict[str, str] = {}
+    for seg_name in HEADER_SEGMENTS:
+        header.update(_values(first.get(seg_name), seg_name))
     return header, administrations
 
 
@@ -121,9 +133,17 @@ class _Fail:
         return MappingError(f"{field}: {reason}", record_id=self.control_id, resource_type=self.message_type)
 
 
-def _location(field_name: str) -> str:
-    seg, field, comp = HL7_FIELDS[field_name]
-    return f"{seg}-{field}" + (f".{comp}" if comp > 1 else "")
+# "RXA-3", "RXA-5.2": how errors and warnings name a field.
+LOCATION: dict[str, str] = {name: f"{s}-{f}" + (f".{c}" if c > 1 else "") for name, (s, f, c) in HL7_FIELDS.items()}
+
+
+@lru_cache(maxsize=64)
+def _fixed_offset(offset: str) -> timezone | None:
+    """'+0100' / '-0500' -> a fixed-offset zone (shared: a feed uses a handful of offsets)."""
+    hours, minutes = int(offset[1:3]), int(offset[3:5])
+    if hours > 14 or minutes > 59:
+        return None
+    return timezone((1 if offset[0] == "+" else -1) * timedelta(hours=hours, minutes=minutes))
 
 
 def parse_time(value: str, tz: ZoneInfo, field: str, fail: _Fail, notes: list[str]) -> datetime | None:
@@ -148,11 +168,10 @@ def parse_time(value: str, tz: ZoneInfo, field: str, fail: _Fail, notes: list[st
     except ValueError:
         raise fail(field, "not a valid date and time") from None
     if offset:
-        sign = 1 if offset[0] == "+" else -1
-        hours, minutes = int(offset[1:3]), int(offset[3:5])
-        if hours > 14 or minutes > 59:
+        fixed = _fixed_offset(offset)
+        if fixed is None:
             raise fail(field, "UTC offset out of range")
-        return naive.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
+        return naive.replace(tzinfo=fixed)
     early, late = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
     offset = early.utcoffset()
     if offset != late.utcoffset():
@@ -195,36 +214,36 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
     admin_id = _SAFE_ID.sub("-", f"{order}-{v['give_sub_id'] or '0'}-{v['administration_sub_id'] or '1'}")[:64]
     status = COMPLETION_STATUS.get(v["completion_status"].upper())
     if status is None:
-        raise fail(_location("completion_status"), "not a completion status (HL7 table 0322: CP, PA, RE, NA)")
+        raise fail(LOCATION["completion_status"], "not a completion status (HL7 table 0322: CP, PA, RE, NA)")
     action = v["action_code"].upper() or "A"
     if action not in ("A", "U", "D"):
-        raise fail(_location("action_code"), "not an action code (A, U, D)")
+        raise fail(LOCATION["action_code"], "not an action code (A, U, D)")
     if action == "D":
         status = AdminStatus.ENTERED_IN_ERROR
     codings = _codings(v)
     if not codings and not v["drug_text"]:
-        raise fail(_location("drug_code"), "no administered code or text: the drug cannot be identified")
+        raise fail(LOCATION["drug_code"], "no administered code or text: the drug cannot be identified")
 
     notes: list[str] = []
-    start = parse_time(v["start"], tz, _location("start"), fail, notes)
+    start = parse_time(v["start"], tz, LOCATION["start"], fail, notes)
     route = ROUTE_CODES.get(v["route"].lower()) or ROUTE_CODES.get(v["route_text"].lower()) or (
         Route.OTHER if v["route"] or v["route_text"] else Route.UNKNOWN)
     method = METHOD_CODES.get(v["method"].lower()) or METHOD_CODES.get(v["method_text"].lower()) or Method.UNKNOWN
-    end = parse_time(v["end"], tz, _location("end"), fail, notes) if v["end"] else end_of_single_time(start, method, route)
+    end = parse_time(v["end"], tz, LOCATION["end"], fail, notes) if v["end"] else end_of_single_time(start, method, route)
 
-    amount = _decimal(v["amount"], _location("amount"), fail)
+    amount = _decimal(v["amount"], LOCATION["amount"], fail)
     units = v["amount_units"]
     dose = rate = None
     if v["per_time_unit"]:
         per = re.fullmatch(r"([SMHD])(\d*)", v["per_time_unit"].upper())
         vol_factor = VOLUME_UNITS.get(units.lower())
         if per is None or vol_factor is None or amount is None:
-            raise fail(_location("per_time_unit"), "a rate needs RXA-6 in a volume unit per S/M/H/D<n> in RXA-12")
+            raise fail(LOCATION["per_time_unit"], "a rate needs RXA-6 in a volume unit per S/M/H/D<n> in RXA-12")
         seconds = {"S": 1, "M": 60, "H": 3600, "D": 86400}[per.group(1)] * int(per.group(2) or 1)
         rate = amount * vol_factor * Decimal(3600) / Decimal(seconds)
     elif amount is not None and units:
         dose = Quantity(value=amount, unit=units)
-    volume = _decimal(v["volume"], _location("volume"), fail)
+    volume = _decimal(v["volume"], LOCATION["volume"], fail)
     vol_ml = volume * VOLUME_UNITS[v["volume_units"].lower()] if volume is not None and v["volume_units"].lower() in VOLUME_UNITS else volume_ml(dose)
 
     site = " ".join(p for p in (v["site"], v["site_modifier"]) if p) or None
@@ -269,11 +288,11 @@ def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: 
         if ADT_STATUS[trigger] is not None:
             fields["status"] = ADT_STATUS[trigger]
         if trigger == "A03":
-            fields["period_end"] = parse_time(header["discharge_time"], tz, _location("discharge_time"), fail, notes)
+            fields["period_end"] = parse_time(header["discharge_time"], tz, LOCATION["discharge_time"], fail, notes)
         elif trigger == "A13":
             fields["period_end"] = None
         if header["admit_time"]:
-            fields["period_start"] = parse_time(header["admit_time"], tz, _location("admit_time"), fail, notes)
+            fields["period_start"] = parse_time(header["admit_time"], tz, LOCATION["admit_time"], fail, notes)
     info = EncounterInfo(**fields)  # type: ignore[arg-type]
     # ADT is the authority on the encounter; the PV1 copied into a RAS only fills gaps.
     return Mapped("encounter", info.id, (None, None), encounter=info, mode="merge" if trigger else "fill")

@@ -10,6 +10,7 @@ Encoding characters and escape sequences are resolved by the shared functions of
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from hl7apy.parser import parse_message
@@ -62,6 +63,9 @@ class ApySegment:
         if value == HL7_NULL:
             return ""
         return unescape(str(value), self._enc)
+
+    def read_many(self, reads: Iterable[tuple[str, int, int]]) -> dict[str, str]:
+        return {name: self.get(field, component).strip() for name, field, component in reads}
 
     def repetitions(self, field: int) -> int:
         return len(self._fields.get(field, ()))
