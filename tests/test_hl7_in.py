@@ -5,16 +5,20 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from coding_core.engine import code_encounter
 from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM
 from coding_core.model import AdminStatus, EncounterClass, Method, Route
+from coding_core.profile import Profile
 from mapping.collector import FeedCollector
 from mapping.errors import MappingError
 from mapping.hl7_er7 import Encoding, read_segments, split_messages, unescape
 from mapping.hl7_in import HL7_FIELDS, add_hl7_text, map_message
+from mapping.reference_data import load_formulary
 from tests.hl7_builders import message, msh, orc, pid, pv1, ras, rxa, rxr, segment
 
 TZ = ZoneInfo("America/New_York")
@@ -306,3 +310,36 @@ def test_a_bad_message_among_good_ones_is_reported_and_the_rest_read():
     c = feed(good, bad, good2)
     assert set(c.administrations) == {"F1-0-1", "F2-0-1"}
     assert [(e.position, e.record_id) for e in c.errors] == [("message 2", "B1")]
+
+
+# --- senders' styles -------------------------------------------------------------------------
+
+SENDERS = Path(__file__).resolve().parent / "data" / "hl7"
+
+
+@pytest.mark.parametrize(
+    ("file", "visit", "expected"),
+    [
+        # v2.3 RAS^O01, MLLP framed, offsets, body site only, NDC as a second RXA-5 repetition
+        ("meditech-v23-mllp.hl7", "C23001", {("96413", 1), ("96375", 1), ("J1745", 50), ("J1200", 1)}),
+        # v2.4, CRLF, repeated PID-3, Z-segments, escapes in RXA-5 and RXR-3, trailing empty fields
+        ("omnicell-v24-crlf.hl7", "U24V001", {("96413", 1), ("96415", 1), ("96375", 1), ("J9035", 50), ("J2405", 8)}),
+        # v2.7, LF, five encoding characters, local times, RXR-6 site modifier
+        ("epic-v27-lf.hl7", "G27V1", {("96365", 1), ("J3370", 2)}),
+    ],
+)
+def test_sender_styles(file, visit, expected):
+    c = FeedCollector()
+    add_hl7_text(c, (SENDERS / file).read_text(encoding="latin-1"), source=file, tz=TZ)
+    assert c.errors == []
+    info, events = c.by_encounter()[visit]
+    result = code_encounter(info, events, load_formulary(), Profile())
+    assert {(ln.code, ln.units) for ln in result.lines} == expected
+
+
+def test_sender_escapes_and_repetitions_are_read():
+    c = FeedCollector()
+    add_hl7_text(c, (SENDERS / "omnicell-v24-crlf.hl7").read_text(), source="x", tz=TZ)
+    ev = c.administrations["FL9-0-1"].administration
+    assert ev.drug_text == "bevacizumab (Avastin~ biosim^ref)" and ev.patient_id == "A123"
+    assert ev.access_device == "PORT" and ev.access_type == "port"
