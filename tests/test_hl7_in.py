@@ -13,12 +13,12 @@ import pytest
 from coding_core.engine import code_encounter
 from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM
 from coding_core.model import AdminStatus, EncounterClass, Method, Route
-from coding_core.profile import Profile
+from coding_core.profile import FormularyOverride, Profile
 from mapping.collector import FeedCollector
 from mapping.errors import MappingError
 from mapping.hl7_er7 import Encoding, read_segments, split_messages, unescape
 from mapping.hl7_in import HL7_FIELDS, add_hl7_text, map_message
-from mapping.reference_data import load_formulary
+from mapping.reference_data import formulary_for, load_formulary
 from tests.hl7_builders import message, msh, orc, pid, pv1, ras, rxa, rxr, segment
 
 TZ = ZoneInfo("America/New_York")
@@ -343,3 +343,16 @@ def test_sender_escapes_and_repetitions_are_read():
     ev = c.administrations["FL9-0-1"].administration
     assert ev.drug_text == "bevacizumab (Avastin~ biosim^ref)" and ev.patient_id == "A123"
     assert ev.access_device == "PORT" and ev.access_type == "port"
+
+
+def test_local_code_resolves_through_a_formulary_alias():
+    profile = Profile(formulary_overrides=(FormularyOverride(hcpcs="J9312", local_codes=("RITUX500",)),))
+    c = FeedCollector()
+    add_hl7_text(c, ras("C1", "V1", [("F1", [rxa(T0, "20261102103000", code="RITUX500", text="ritux 500", system="ACMEPHARM"), rxr()])]),
+                 source="x", tz=TZ)
+    info, events = c.by_encounter()["V1"]
+    with_alias = code_encounter(info, events, formulary_for(profile, load_formulary()), profile)
+    without = code_encounter(info, events, load_formulary(), Profile())
+    assert ("J9312", 70) in {(ln.code, ln.units) for ln in with_alias.lines}
+    assert "96413" in {ln.code for ln in with_alias.lines}
+    assert "J3490" in {ln.code for ln in without.lines}  # unknown without the alias: unclassified, not dropped
