@@ -41,13 +41,14 @@ from coding_core.model import (
 from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, UnreadableSourceError, summarize_validation_errors
 from mapping.vocabulary import (
-    KVO_WORDS,
     METHOD_CODES,
     ROUTE_CODES,
     TIME_UNITS_PER_HOUR,
     VOLUME_UNITS,
     access_type,
     end_of_single_time,
+    ndc_of,
+    says_kvo,
     volume_ml,
 )
 
@@ -320,7 +321,7 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
             site_text = dosage.site.text or next((c.display for c in dosage.site.coding or [] if c.display), None)
             body_site = next((c.code for c in dosage.site.coding or [] if c.code), None) or dosage.site.text
         method_text = dosage.method.text if dosage.method is not None else None
-        kvo = any(t and KVO_WORDS.search(t) for t in (dosage.text, method_text))
+        kvo = says_kvo(dosage.text, method_text)
     kvo_ext = _extension(ma, EXT_KVO)
     if kvo_ext is not None and kvo_ext.valueBoolean is not None:
         kvo = bool(kvo_ext.valueBoolean)
@@ -343,7 +344,6 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
             pump = PumpType((pump_ext.valueCode or "").lower())
         except ValueError:
             raise fail(f"extension pump-type value '{pump_ext.valueCode}' is not portable|implantable") from None
-    ndc = next((c.code for c in drug_codings if c.system == NDC_SYSTEM), None)
     part_of_procedure = any(_ref_id(p, "Procedure") for p in ma.partOf or [])
 
     return AdministrationEvent(
@@ -367,7 +367,7 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
         kvo=kvo,
         part_of_procedure=part_of_procedure,
         pump=pump,
-        ndc=ndc,
+        ndc=ndc_of(drug_codings),
         source_warnings=tuple(notes),
     )
 

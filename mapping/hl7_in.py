@@ -31,7 +31,7 @@ from coding_core.model import AdministrationEvent, AdminStatus, Coding, Encounte
 from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, summarize_validation_errors
 from mapping.hl7_er7 import Er7Error, read_segments, split_messages
-from mapping.vocabulary import KVO_WORDS, METHOD_CODES, ROUTE_CODES, VOLUME_UNITS, access_type, end_of_single_time, volume_ml
+from mapping.vocabulary import METHOD_CODES, ROUTE_CODES, VOLUME_UNITS, access_type, end_of_single_time, ndc_of, says_kvo, volume_ml
 
 
 class Segment(Protocol):
@@ -265,8 +265,8 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
         dose=dose,
         volume_ml=vol_ml,
         rate_ml_per_h=rate,
-        kvo=any(KVO_WORDS.search(t) for t in (v["notes"], v["method_text"]) if t),
-        ndc=next((c.code for c in codings if c.system == NDC_SYSTEM), None),
+        kvo=says_kvo(v["notes"], v["method_text"]),
+        ndc=ndc_of(codings),
         source_warnings=tuple(notes),
     )
     mode = "versioned" if action == "A" else "replace"

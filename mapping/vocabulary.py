@@ -10,7 +10,8 @@ import re
 from datetime import datetime
 from decimal import Decimal
 
-from coding_core.model import Method, Quantity, Route
+from coding_core.formulary import NDC_SYSTEM
+from coding_core.model import Coding, Method, Quantity, Route
 
 # Codes (any system) and words -> normalised values.  Lower-case keys.
 ROUTE_CODES: dict[str, Route] = {
@@ -71,3 +72,12 @@ def end_of_single_time(start: datetime | None, method: Method, route: Route) -> 
     if method is Method.PUSH or route in (Route.SC, Route.IM):
         return start
     return None
+
+
+def says_kvo(*texts: str | None) -> bool:
+    """Does any free text document a keep-vein-open / to-keep-open rate?"""
+    return any(KVO_WORDS.search(t) for t in texts if t)
+
+
+def ndc_of(codings: tuple[Coding, ...]) -> str | None:
+    return next((c.code for c in codings if c.system == NDC_SYSTEM), None)
