@@ -76,7 +76,7 @@ PATIENT_CLASS = {"I": EncounterClass.INPATIENT, "O": EncounterClass.AMBULATORY, 
                  "E": EncounterClass.EMERGENCY, "B": EncounterClass.AMBULATORY, "P": EncounterClass.OTHER,
                  "N": EncounterClass.OTHER, "U": EncounterClass.OTHER, "C": EncounterClass.OTHER}
 OBSERVATION_PATIENT_TYPES = {"OBS", "OBV", "OBSERVATION"}  # PV1-18 values that make "O" an observation stay
-CODING_SYSTEMS = {"HPC": HCPCS_SYSTEM, "HCPCS": HCPCS_SYSTEM, "CPT": HCPCS_SYSTEM, "NDC": NDC_SYSTEM, "N0": NDC_SYSTEM,
+CODING_SYSTEMS = {"HPC": HCPCS_SYSTEM, "HCPCS": HCPCS_SYSTEM, "NDC": NDC_SYSTEM, "N0": NDC_SYSTEM,
                   "RXNORM": RXNORM_SYSTEM, "RXN": RXNORM_SYSTEM}
 ADT_STATUS = {"A01": "in-progress", "A04": "in-progress", "A03": "finished", "A11": "cancelled", "A13": "in-progress",
               "A08": None}
