@@ -1,0 +1,128 @@
+"""Worker settings: a YAML file and ``INFUSION_CHARGES_*`` environment variables.
+
+Precedence (highest first): keyword arguments (the command line), environment variables
+(nested with ``__``, e.g. ``INFUSION_CHARGES_TOPICS__CHARGES=billing.v2``), the YAML file,
+defaults.  Secrets (SASL password, key password) are ``SecretStr`` and never printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+
+class Topics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fhir_administrations: str = "fhir.medication-administration"
+    fhir_encounters: str = "fhir.encounter"
+    hl7_ras: str = "hl7v2.ras"
+    hl7_adt: str = "hl7v2.adt"
+    charges: str = "billing.charge-items"
+    dead_letter: str = "infusion-charges.dead-letter"
+    events: str = "infusion-charges.events"
+    state: str = "infusion-charges.state"
+
+    def inputs(self) -> tuple[str, ...]:
+        return (self.fhir_administrations, self.fhir_encounters, self.hl7_ras, self.hl7_adt)
+
+
+class Security(BaseModel):
+    """Kafka security: PLAINTEXT, SASL PLAIN/SCRAM over TLS, or mutual TLS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None  # client certificate (mTLS)
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> Security:
+        if self.protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise ValueError("SASL needs sasl_mechanism, sasl_username and sasl_password")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("mutual TLS needs both ssl_certfile and ssl_keyfile")
+        return self
+
+    def kafka_config(self) -> dict[str, Any]:
+        """kafka-python client arguments."""
+        cfg: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.protocol.startswith("SASL"):
+            assert self.sasl_password is not None
+            cfg.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                       sasl_plain_password=self.sasl_password.get_secret_value())
+        if self.protocol in ("SSL", "SASL_SSL"):
+            cfg["ssl_check_hostname"] = self.ssl_check_hostname
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, key)
+                if value is not None:
+                    cfg[key] = str(value)
+            if self.ssl_key_password is not None:
+                cfg["ssl_password"] = self.ssl_key_password.get_secret_value()
+        return cfg
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INFUSION_CHARGES_", env_nested_delimiter="__", extra="forbid")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "infusion-charges"
+    client_id: str = "infusion-charges-worker"
+    topics: Topics = Field(default_factory=Topics)
+    security: Security = Field(default_factory=Security)
+    # Partitions of the internal topics when the worker creates them (scale-out limit).
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    timezone: str = "America/New_York"
+    profile: Path | None = None  # payer/site profile (YAML/JSON), see the README
+    formulary: Path | None = None  # default: the bundled formulary
+    # Outpatient encounters whose feed sends no discharge close after this much silence.
+    idle_close_minutes: int = Field(default=240, ge=1)
+    # How long a closed encounter's state is kept for late administrations.
+    retention_days: int = Field(default=30, ge=1)
+    # Consumer group timing (short values make tests and rebalances fast).
+    session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000
+    # "at-least-once" (deterministic results, a crash may repeat one) or "exactly-once"
+    # (Kafka transactions; real clusters only — tansu accepts them but does not hide aborts).
+    delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    metrics_port: int | None = 9464
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = init_settings.init_kwargs.pop("_config_file", None)  # type: ignore[attr-defined]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        """Settings from ``config_file`` (YAML), the environment and ``overrides``."""
+        if config_file is not None and not Path(config_file).is_file():
+            raise FileNotFoundError(f"{config_file}: no such configuration file")
+        kwargs = {k: v for k, v in overrides.items() if v is not None}
+        if config_file is not None:
+            kwargs["_config_file"] = Path(config_file)
+        return cls(**kwargs)
+
+    def kafka_config(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.client_id,
+                **self.security.kafka_config()}
