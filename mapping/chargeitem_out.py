@@ -20,7 +20,7 @@ Profile (also in the README, "Output contract"):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fhir.resources.R4B.chargeitem import ChargeItem
@@ -123,3 +123,33 @@ def bundle(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
     entries = [{"fullUrl": f"urn:infusion-charges:ChargeItem/{it['id']}", "resource": it} for it in items]
     digest = hashlib.sha256("\n".join(f"{it['id']} {it['quantity']}" for it in items).encode()).hexdigest()[:32]
     return {"resourceType": "Bundle", "id": f"charges-{digest}", "type": "collection", "entry": entries}
+
+
+def revision_bundle(
+    encounter_id: str,
+    revision: int,
+    items: Sequence[dict[str, Any]],
+    previous: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One coding result as a FHIR ``transaction``: ``PUT ChargeItem/{id}`` per current line and,
+    for every line of the previous revision that vanished, the same ChargeItem again with status
+    ``entered-in-error``.  A FHIR server applies it idempotently; the same inputs give the same
+    bytes (deterministic id, no timestamps), so a repeated delivery changes nothing."""
+    current_ids = {it["id"] for it in items}
+    withdrawn = [
+        {**old, "status": "entered-in-error"}
+        for old_id, old in sorted((previous or {}).items())
+        if old_id not in current_ids and old.get("status") != "entered-in-error"
+    ]
+    entries = [
+        {"fullUrl": f"urn:infusion-charges:ChargeItem/{it['id']}", "resource": it,
+         "request": {"method": "PUT", "url": f"ChargeItem/{it['id']}"}}
+        for it in (*items, *withdrawn)
+    ]
+    return {
+        "resourceType": "Bundle",
+        "id": f"charges-{hashlib.sha256(encounter_id.encode()).hexdigest()[:16]}-r{revision}",
+        "meta": {"versionId": str(revision)},
+        "type": "transaction",
+        "entry": entries,
+    }

@@ -7,7 +7,7 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 
 from coding_core.formulary import HCPCS_SYSTEM
 from coding_core.model import EncounterInfo, Method
-from mapping.chargeitem_out import CPT_SYSTEM, EXT_MINUTES, EXT_MODIFIER, EXT_RULE, bundle, charge_item_ids, to_charge_items
+from mapping.chargeitem_out import CPT_SYSTEM, EXT_MINUTES, EXT_MODIFIER, EXT_RULE, bundle, charge_item_ids, revision_bundle, to_charge_items
 from tests.builders import CHEMO, NS, THER, adm, run
 
 ENCOUNTER = EncounterInfo(id="enc-1", patient_id="pat-1")
@@ -99,3 +99,24 @@ def test_bundle_is_a_valid_collection():
     assert parsed.type == "collection" and len(parsed.entry) == len(run(*day()).lines)
     assert bundle(to_charge_items(run(*day()), ENCOUNTER))["id"] == doc["id"]
     assert Bundle.model_validate(bundle([])).type == "collection"
+
+
+def test_revision_bundle_puts_current_lines_and_withdraws_vanished_ones():
+    first = to_charge_items(run(*day()), ENCOUNTER)
+    # the second push on its own site was documented in error: its lines vanish
+    second = to_charge_items(run(*day()[:3]), ENCOUNTER)
+    doc = revision_bundle("enc-1", 2, second, {i["id"]: i for i in first})
+    Bundle.model_validate(doc)
+    assert doc["type"] == "transaction" and doc["meta"]["versionId"] == "2"
+    puts = {e["request"]["url"]: e["resource"]["status"] for e in doc["entry"]}
+    assert all(e["request"]["method"] == "PUT" for e in doc["entry"])
+    vanished = {i["id"] for i in first} - {i["id"] for i in second}
+    assert vanished, "the scenario must withdraw a line"
+    assert {u for u, s in puts.items() if s == "entered-in-error"} == {f"ChargeItem/{i}" for i in vanished}
+    assert {u for u, s in puts.items() if s == "billable"} == {f"ChargeItem/{i['id']}" for i in second}
+    # deterministic: the same revision built again is the same document
+    assert revision_bundle("enc-1", 2, second, {i["id"]: i for i in first}) == doc
+    # a line already withdrawn is not withdrawn again in a later revision
+    r3 = revision_bundle("enc-1", 3, second, {**{i["id"]: i for i in second}, **{e["resource"]["id"]: e["resource"] for e in doc["entry"]}})
+    assert all(e["resource"]["status"] == "billable" for e in r3["entry"])
+    assert revision_bundle("enc-1", 1, first)["id"] != revision_bundle("enc-2", 1, first)["id"]
