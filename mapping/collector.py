@@ -43,6 +43,23 @@ def is_newer(candidate: tuple[int | None, datetime | None], current: tuple[int |
     return False
 
 
+def resolve(held: Mapped | None, incoming: Mapped) -> tuple[Mapped, str]:
+    """What to keep when ``incoming`` arrives for a record id already holding ``held``, and
+    what happened: "added", "merged", "replaced" or "duplicate" (``held`` kept).  The one rule
+    for repeats, shared by the command line and the pipeline's state store."""
+    if held is None:
+        return incoming, "added"
+    if incoming.mode in ("merge", "fill") and held.encounter is not None and incoming.encounter is not None:
+        fields = incoming.encounter.model_fields_set - {"id"}
+        if incoming.mode == "fill":
+            fields = {k for k in fields if getattr(held.encounter, k) is None}
+        update = {k: getattr(incoming.encounter, k) for k in fields}
+        return replace(held, encounter=held.encounter.model_copy(update=update)), "merged"
+    if incoming.mode == "replace" or is_newer(incoming.version, held.version):
+        return incoming, "replaced"
+    return held, "duplicate"
+
+
 @dataclass
 class FeedCollector:
     """Administrations and encounters in arrival order, deduplicated by resource id."""
@@ -66,19 +83,11 @@ class FeedCollector:
 
     def add(self, mapped: Mapped) -> None:
         store = self.administrations if mapped.kind == "administration" else self.encounters
-        held = store.get(mapped.id)
-        if held is None:
-            store[mapped.id] = mapped
-        elif mapped.mode in ("merge", "fill") and held.encounter is not None and mapped.encounter is not None:
-            fields = mapped.encounter.model_fields_set - {"id"}
-            if mapped.mode == "fill":
-                fields = {k for k in fields if getattr(held.encounter, k) is None}
-            update = {k: getattr(mapped.encounter, k) for k in fields}
-            store[mapped.id] = replace(held, encounter=held.encounter.model_copy(update=update))
-        elif mapped.mode == "replace" or is_newer(mapped.version, held.version):
-            store[mapped.id] = mapped
+        kept, outcome = resolve(store.get(mapped.id), mapped)
+        store[mapped.id] = kept
+        if outcome == "replaced":
             self.replaced += 1
-        else:
+        elif outcome == "duplicate":
             self.duplicates += 1
 
     def by_encounter(self) -> dict[str, tuple[EncounterInfo, list[AdministrationEvent]]]:
