@@ -1,0 +1,147 @@
+"""What the pipeline knows about one encounter, and the decisions made from it.
+
+Pure and deterministic: the worker feeds records (with their Kafka timestamps) and ticks; this
+module says when to code, produces the revision to publish, and serialises itself for the
+compacted changelog topic (key = encounter id) so any worker can take the encounter over.
+No wall clock is read here: idle close and retention are decided on record timestamps and the
+``now_ms`` the worker passes in.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from coding_core.engine import code_encounter
+from coding_core.formulary import Formulary
+from coding_core.model import AdministrationEvent, EncounterClass, EncounterInfo
+from coding_core.profile import Profile
+from mapping.chargeitem_out import revision_bundle, to_charge_items
+from mapping.collector import Mapped, resolve
+
+CLOSING_STATUSES = {"finished", "completed"}  # FHIR R4 / R5 Encounter.status; HL7 A03
+DISCARDING_STATUSES = {"cancelled", "entered-in-error"}  # FHIR; HL7 A11
+
+
+class Lifecycle(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    DISCARDED = "discarded"
+
+
+class EncounterState(BaseModel):
+    encounter_id: str
+    records: dict[str, dict[str, Any]] = Field(default_factory=dict)  # "kind:id" -> stored record
+    idle_closed: bool = False
+    last_record_ms: int = 0
+    dirty: bool = False  # changed since the last coding
+    revision: int = 0
+    published: dict[str, dict[str, Any]] = Field(default_factory=dict)  # ChargeItem id -> resource
+
+    # --- records ------------------------------------------------------------------------
+
+    def apply(self, mapped: Mapped, timestamp_ms: int) -> str:
+        """Take one mapped record; returns the outcome ("added", "replaced", "merged", "duplicate")."""
+        key = f"{mapped.kind}:{mapped.id}"
+        held = _load(self.records[key]) if key in self.records else None
+        kept, outcome = resolve(held, mapped)
+        if outcome != "duplicate":
+            stored = _dump(kept)
+            if stored != self.records.get(key):
+                self.records[key] = stored
+                self.dirty = True
+                if self.idle_closed and mapped.kind == "encounter":
+                    self.idle_closed = False  # the feed spoke: its status decides again
+        self.last_record_ms = max(self.last_record_ms, timestamp_ms)
+        return outcome
+
+    def encounter(self) -> EncounterInfo:
+        enc = self.records.get(f"encounter:{self.encounter_id}")
+        if enc is not None:
+            info = EncounterInfo.model_validate(enc["encounter"])
+        else:
+            info = EncounterInfo(id=self.encounter_id)
+        if info.patient_id is None:
+            info = info.model_copy(update={"patient_id": next((e.patient_id for e in self.administrations() if e.patient_id), None)})
+        return info
+
+    def administrations(self) -> list[AdministrationEvent]:
+        return [AdministrationEvent.model_validate(r["administration"]) for k, r in self.records.items() if k.startswith("administration:")]
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        status = (self.encounter().status or "").lower()
+        if status in DISCARDING_STATUSES:
+            return Lifecycle.DISCARDED
+        if status in CLOSING_STATUSES or self.idle_closed:
+            return Lifecycle.CLOSED
+        return Lifecycle.OPEN
+
+    def tick(self, now_ms: int, idle_close_ms: int) -> None:
+        """Close an outpatient encounter whose feed has been silent for ``idle_close_ms``."""
+        if self.lifecycle is not Lifecycle.OPEN or now_ms - self.last_record_ms < idle_close_ms:
+            return
+        if self.encounter().encounter_class is EncounterClass.INPATIENT:
+            return  # inpatient stays wait for their discharge
+        self.idle_closed = True
+
+    def expired(self, now_ms: int, retention_ms: int) -> bool:
+        """Closed or discarded and silent for longer than the retention window: forget it."""
+        return self.lifecycle is not Lifecycle.OPEN and now_ms - self.last_record_ms > retention_ms
+
+    # --- coding -------------------------------------------------------------------------
+
+    def due(self) -> bool:
+        return self.dirty and (self.lifecycle is not Lifecycle.OPEN)
+
+    def code(self, formulary: Formulary, profile: Profile) -> dict[str, Any] | None:
+        """Code the encounter; the revision bundle to publish, or None when nothing changed.
+
+        A discarded encounter withdraws whatever was published for it."""
+        self.dirty = False
+        items: list[dict[str, Any]] = []
+        if self.lifecycle is Lifecycle.CLOSED:
+            result = code_encounter(self.encounter(), self.administrations(), formulary, profile)
+            items = to_charge_items(result, self.encounter())
+        live = {k: v for k, v in self.published.items() if v.get("status") != "entered-in-error"}
+        if {i["id"]: i for i in items} == live:
+            return None
+        self.revision += 1
+        bundle = revision_bundle(self.encounter_id, self.revision, items, self.published)
+        self.published = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
+        return bundle
+
+    # --- changelog --------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EncounterState:
+        return cls.model_validate_json(data)
+
+
+def _dump(m: Mapped) -> dict[str, Any]:
+    version, updated = m.version
+    return {
+        "kind": m.kind, "id": m.id, "mode": m.mode,
+        "version": [version, updated.isoformat() if updated else None],
+        "administration": m.administration.model_dump(mode="json") if m.administration else None,
+        "encounter": m.encounter.model_dump(mode="json") if m.encounter else None,
+    }
+
+
+def _load(d: dict[str, Any]) -> Mapped:
+    version, updated = d["version"]
+    return Mapped(
+        d["kind"], d["id"], (version, datetime.fromisoformat(updated) if updated else None),
+        administration=AdministrationEvent.model_validate(d["administration"]) if d["administration"] else None,
+        encounter=EncounterInfo.model_validate(d["encounter"]) if d["encounter"] else None,
+        mode=d["mode"],
+    )

@@ -1,0 +1,149 @@
+"""Per-encounter pipeline state: close, late data, duplicates, withdrawals, idle close, changelog."""
+
+from __future__ import annotations
+
+import json
+from zoneinfo import ZoneInfo
+
+from coding_core.engine import code_encounter
+from coding_core.profile import Profile
+from connectors.state import EncounterState, Lifecycle
+from mapping.chargeitem_out import to_charge_items
+from mapping.collector import FeedCollector, Mapped
+from mapping.fhir_in import map_resource
+from mapping.hl7_in import map_message
+from mapping.reference_data import load_formulary
+from tests.hl7_builders import message, msh, pid, pv1, ras, rxa, rxr, segment
+from tests.test_fhir_in import r4
+
+FORMULARY, PROFILE = load_formulary(), Profile()
+TZ = ZoneInfo("America/New_York")
+MIN = 60_000
+
+
+def fhir(resource: dict) -> Mapped:
+    mapped = map_resource(resource)
+    assert mapped is not None
+    return mapped
+
+
+def encounter(status: str, cls: str = "AMB", version: str = "1") -> Mapped:
+    return fhir({"resourceType": "Encounter", "id": "e-1", "status": status, "class": {"code": cls}, "meta": {"versionId": version}})
+
+
+def chemo(id: str = "ma-1", end: str = "2026-03-02T10:40:00-05:00", version: str | None = None) -> Mapped:
+    extra = {"meta": {"versionId": version}} if version else {}
+    return fhir(r4(id=id, effectivePeriod={"start": "2026-03-02T09:00:00-05:00", "end": end}, **extra))
+
+
+def codes(bundle: dict) -> dict[str, tuple[str, int]]:
+    return {e["resource"]["id"]: (e["resource"]["code"]["coding"][0]["code"], e["resource"]["status"]) for e in bundle["entry"]}
+
+
+def test_codes_once_closed_and_equals_the_offline_result():
+    s = EncounterState(encounter_id="e-1")
+    s.apply(encounter("in-progress"), 1 * MIN)
+    s.apply(chemo(), 2 * MIN)
+    assert s.lifecycle is Lifecycle.OPEN and not s.due()
+    s.apply(encounter("finished", version="2"), 3 * MIN)
+    assert s.lifecycle is Lifecycle.CLOSED and s.due()
+    bundle = s.code(FORMULARY, PROFILE)
+    assert bundle is not None and s.revision == 1 and bundle["meta"]["versionId"] == "1"
+
+    offline = FeedCollector()
+    offline.offer(encounter("finished"))
+    offline.offer(chemo())
+    (info, events), = offline.by_encounter().values()
+    expected = to_charge_items(code_encounter(info, events, FORMULARY, PROFILE), info)
+    assert [e["resource"] for e in bundle["entry"]] == expected
+
+
+def test_duplicate_delivery_changes_nothing():
+    s = EncounterState(encounter_id="e-1")
+    for m in (chemo(version="1"), encounter("finished")):
+        s.apply(m, MIN)
+    first = s.code(FORMULARY, PROFILE)
+    assert first is not None
+    assert s.apply(chemo(version="1"), 2 * MIN) == "duplicate"
+    assert s.apply(encounter("finished"), 2 * MIN) == "duplicate"
+    assert not s.due() and s.code(FORMULARY, PROFILE) is None and s.revision == 1
+
+
+def test_late_administration_publishes_a_corrected_revision():
+    s = EncounterState(encounter_id="e-1")
+    for m in (chemo(version="1"), encounter("finished")):
+        s.apply(m, MIN)
+    r1 = codes(s.code(FORMULARY, PROFILE))
+    # a corrected stop time arrives after the close: 96415 appears, 96413 keeps its id
+    s.apply(chemo(end="2026-03-02T11:45:00-05:00", version="2"), 5 * MIN)
+    assert s.due()
+    r2 = codes(s.code(FORMULARY, PROFILE))
+    assert s.revision == 2
+    assert {c for c, _ in r2.values()} >= {"96413", "96415"}
+    assert {i for i, (c, _) in r1.items() if c == "96413"} == {i for i, (c, _) in r2.items() if c == "96413"}
+
+
+def test_vanished_lines_are_withdrawn_once():
+    s = EncounterState(encounter_id="V1")
+    add = ras("C1", "V1", [("F1", [rxa("20261102093000-0500", "20261102103000-0500"), rxr()]),
+                           ("F2", [rxa("20261102091000-0500", "", code="J2405", text="ondansetron", amount="8"), rxr(method="IVP")])])
+    close = message(msh("C2", message="ADT^A03"), segment("EVN", {1: "A03"}), pid(), pv1("V1", f45="20261102120000-0500"))
+    for m in (*map_message(add, TZ), *map_message(close, TZ)):
+        s.apply(m, MIN)
+    r1 = codes(s.code(FORMULARY, PROFILE))
+    assert {c for c, _ in r1.values()} >= {"96413", "96375", "J2405"}
+    delete = ras("C3", "V1", [("F2", [rxa("20261102091000-0500", "", code="J2405", text="ondansetron", amount="8", action="D"), rxr(method="IVP")])])
+    for m in map_message(delete, TZ):
+        s.apply(m, 5 * MIN)
+    r2 = codes(s.code(FORMULARY, PROFILE))
+    withdrawn = {c for c, status in r2.values() if status == "entered-in-error"}
+    assert withdrawn == {"96375", "J2405"}
+    # a later revision does not withdraw them again; a push of another drug re-bills 96375 under its old id
+    late = ras("C4", "V1", [("F3", [rxa("20261102110000-0500", "", code="J1100", text="dexamethasone", amount="12"), rxr(method="IVP")])])
+    for m in map_message(late, TZ):
+        s.apply(m, 7 * MIN)
+    r3 = codes(s.code(FORMULARY, PROFILE))
+    assert all(status == "billable" for _, status in r3.values())
+    assert {i for i, (c, _) in r3.items() if c == "96375"} == {i for i, (c, _) in r1.items() if c == "96375"}
+
+
+def test_cancelled_encounter_withdraws_everything():
+    s = EncounterState(encounter_id="e-1")
+    for m in (chemo(), encounter("finished")):
+        s.apply(m, MIN)
+    s.code(FORMULARY, PROFILE)
+    s.apply(encounter("cancelled", version="3"), 2 * MIN)
+    assert s.lifecycle is Lifecycle.DISCARDED and s.due()
+    r2 = codes(s.code(FORMULARY, PROFILE))
+    assert r2 and all(status == "entered-in-error" for _, status in r2.values())
+
+
+def test_idle_close_for_outpatients_only_and_expiry():
+    s = EncounterState(encounter_id="e-1")
+    s.apply(encounter("in-progress"), 0)
+    s.apply(chemo(), 10 * MIN)
+    s.tick(now_ms=60 * MIN, idle_close_ms=60 * MIN)
+    assert s.lifecycle is Lifecycle.OPEN  # 50 silent minutes
+    s.tick(now_ms=70 * MIN, idle_close_ms=60 * MIN)
+    assert s.lifecycle is Lifecycle.CLOSED and s.due()
+    assert not s.expired(now_ms=70 * MIN, retention_ms=24 * 60 * MIN)
+    assert s.expired(now_ms=70 * MIN + 24 * 60 * MIN, retention_ms=24 * 60 * MIN)
+
+    inpatient = EncounterState(encounter_id="e-1")
+    inpatient.apply(encounter("in-progress", cls="IMP"), 0)
+    inpatient.tick(now_ms=10_000 * MIN, idle_close_ms=60 * MIN)
+    assert inpatient.lifecycle is Lifecycle.OPEN and not inpatient.expired(10_000 * MIN, MIN)
+
+
+def test_changelog_round_trip_continues_identically():
+    a = EncounterState(encounter_id="e-1")
+    for m in (chemo(), encounter("finished")):
+        a.apply(m, MIN)
+    a.code(FORMULARY, PROFILE)
+    b = EncounterState.from_bytes(a.to_bytes())
+    assert b == a and b.to_bytes() == a.to_bytes()
+    json.loads(a.to_bytes())  # plain JSON on the changelog
+    late = chemo(id="ma-2", end="2026-03-02T11:45:00-05:00")
+    a.apply(late, 5 * MIN)
+    b.apply(late, 5 * MIN)
+    assert a.code(FORMULARY, PROFILE) == b.code(FORMULARY, PROFILE)  # a takeover publishes the same revision
