@@ -10,7 +10,6 @@ No wall clock is read here: idle close and retention are decided on record times
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -47,10 +46,10 @@ class EncounterState(BaseModel):
     def apply(self, mapped: Mapped, timestamp_ms: int) -> str:
         """Take one mapped record; returns the outcome ("added", "replaced", "merged", "duplicate")."""
         key = f"{mapped.kind}:{mapped.id}"
-        held = _load(self.records[key]) if key in self.records else None
+        held = Mapped.from_json(self.records[key]) if key in self.records else None
         kept, outcome = resolve(held, mapped)
         if outcome != "duplicate":
-            stored = _dump(kept)
+            stored = kept.to_json()
             if stored != self.records.get(key):
                 self.records[key] = stored
                 self.dirty = True
@@ -125,23 +124,3 @@ class EncounterState(BaseModel):
     @classmethod
     def from_bytes(cls, data: bytes) -> EncounterState:
         return cls.model_validate_json(data)
-
-
-def _dump(m: Mapped) -> dict[str, Any]:
-    version, updated = m.version
-    return {
-        "kind": m.kind, "id": m.id, "mode": m.mode,
-        "version": [version, updated.isoformat() if updated else None],
-        "administration": m.administration.model_dump(mode="json") if m.administration else None,
-        "encounter": m.encounter.model_dump(mode="json") if m.encounter else None,
-    }
-
-
-def _load(d: dict[str, Any]) -> Mapped:
-    version, updated = d["version"]
-    return Mapped(
-        d["kind"], d["id"], (version, datetime.fromisoformat(updated) if updated else None),
-        administration=AdministrationEvent.model_validate(d["administration"]) if d["administration"] else None,
-        encounter=EncounterInfo.model_validate(d["encounter"]) if d["encounter"] else None,
-        mode=d["mode"],
-    )

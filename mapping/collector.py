@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from coding_core.model import AdministrationEvent, EncounterInfo
 from mapping.errors import MappingError
@@ -28,6 +29,32 @@ class Mapped:
     # "merge": sets only the fields it carries (HL7 ADT encounter updates);
     # "fill": sets only fields still unknown (the PV1 copied into an HL7 RAS message).
     mode: str = "versioned"
+
+    def key(self) -> str:
+        """The encounter this record belongs to (the partitioning key downstream)."""
+        if self.administration is not None:
+            return self.administration.encounter_id
+        return self.id
+
+    def to_json(self) -> dict[str, Any]:
+        version, updated = self.version
+        return {
+            "kind": self.kind, "id": self.id, "mode": self.mode,
+            "version": [version, updated.isoformat() if updated else None],
+            "administration": self.administration.model_dump(mode="json") if self.administration else None,
+            "encounter": self.encounter.model_dump(mode="json", exclude_unset=self.mode in ("merge", "fill"))
+            if self.encounter else None,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Mapped:
+        version, updated = d["version"]
+        return cls(
+            d["kind"], d["id"], (version, datetime.fromisoformat(updated) if updated else None),
+            administration=AdministrationEvent.model_validate(d["administration"]) if d["administration"] else None,
+            encounter=EncounterInfo.model_validate(d["encounter"]) if d["encounter"] else None,
+            mode=d["mode"],
+        )
 
 
 def is_newer(candidate: tuple[int | None, datetime | None], current: tuple[int | None, datetime | None]) -> bool:

@@ -147,3 +147,13 @@ def test_changelog_round_trip_continues_identically():
     a.apply(late, 5 * MIN)
     b.apply(late, 5 * MIN)
     assert a.code(FORMULARY, PROFILE) == b.code(FORMULARY, PROFILE)  # a takeover publishes the same revision
+
+
+def test_mapped_records_survive_json_with_their_merge_semantics():
+    reopen = message(msh("C9", message="ADT^A13"), segment("EVN", {1: "A13"}), pid(), pv1("V1"))
+    (m,) = map_message(reopen, TZ)
+    back = Mapped.from_json(json.loads(json.dumps(m.to_json())))
+    assert back == m and back.encounter.model_fields_set == m.encounter.model_fields_set  # period_end: None is explicit
+    admin = chemo(version="4")
+    assert Mapped.from_json(json.loads(json.dumps(admin.to_json()))) == admin
+    assert admin.key() == "e-1" and back.key() == "V1"
