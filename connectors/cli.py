@@ -153,6 +153,30 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_REJECTED if collector.errors or failed else EXIT_OK
 
 
+def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``infusion-charges run``: the Kafka worker, until SIGTERM/SIGINT."""
+    import logging
+    import signal
+    import threading
+
+    from connectors.settings import Settings
+    from connectors.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.load(args.config, bootstrap_servers=args.bootstrap_servers, group_id=args.group_id)
+        profile = load_profile(settings.profile)
+        formulary = formulary_for(profile, load_formulary(settings.formulary))
+    except (ReferenceDataError, FileNotFoundError, ValueError) as e:
+        print(f"infusion-charges: error: {e}", file=err)
+        return EXIT_FAILED
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Worker(settings, formulary, profile).run(stop)
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infusion-charges", description="Drug-administration charge coding.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -163,6 +187,11 @@ def _parser() -> argparse.ArgumentParser:
     code.add_argument("--explain", action="store_true", help="print a readable table per encounter instead of FHIR")
     code.add_argument("files", nargs="+", metavar="FILE", help="FHIR JSON (.json), NDJSON (.ndjson), HL7 v2 (.hl7) or - for stdin")
     code.set_defaults(handler=run_code)
+    run = sub.add_parser("run", help="run the Kafka worker until SIGTERM")
+    run.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers (comma-separated)")
+    run.add_argument("--config", metavar="FILE", help="worker settings (YAML); INFUSION_CHARGES_* variables override it")
+    run.add_argument("--group-id", help="consumer group (default infusion-charges)")
+    run.set_defaults(handler=run_worker)
     return p
 
 

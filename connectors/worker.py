@@ -1,0 +1,232 @@
+"""The pipeline worker: input topics -> events (keyed by encounter) -> state -> ChargeItems.
+
+One consumer in the group reads the input topics and the internal events topic:
+
+* input record: mapped (``connectors.routing``); each record goes to the events topic keyed by
+  its encounter id, so one encounter's history is in one partition, in order; anything that
+  failed goes, as the original bytes, to the dead-letter topic with the reason in headers.
+* events record: applied to the encounter's state (``connectors.state``); when the encounter
+  is due, it is coded and a revision bundle is published on the charges topic.  The state is
+  written to the compacted changelog, partition = the events partition, so a worker assigned
+  that partition later restores it before consuming.
+
+Offsets are committed in one place, :meth:`Worker._checkpoint`, and only after everything the
+processed records produced is acknowledged: results first, then the changelog, then offsets.
+A crash at any point therefore repeats work, never skips it, and the repeat is identical
+(deterministic ids and revisions from the restored state): at-least-once with deterministic
+outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from coding_core.formulary import Formulary
+from coding_core.profile import Profile
+from connectors.routing import Router, route_fhir, route_hl7
+from connectors.settings import Settings
+from connectors.state import EncounterState
+from mapping.collector import Mapped
+
+log = logging.getLogger("infusion_charges.worker")
+MINUTE_MS, DAY_MS = 60_000, 86_400_000
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the topics the worker needs when they are missing (internal ones co-partitioned)."""
+    t = settings.topics
+    wanted = {
+        t.events: {}, t.state: {"cleanup.policy": "compact"}, t.charges: {}, t.dead_letter: {},
+        **{name: {} for name in t.inputs()},
+    }
+    admin = KafkaAdminClient(**settings.kafka_config())
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=cfg)
+               for name, cfg in wanted.items() if name not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+    finally:
+        admin.close()
+
+
+class Worker:
+    def __init__(self, settings: Settings, formulary: Formulary, profile: Profile, clock: Callable[[], float] = time.time):
+        self.settings, self.formulary, self.profile, self.clock = settings, formulary, profile, clock
+        self.tz = ZoneInfo(settings.timezone)
+        t = settings.topics
+        self.routers: dict[str, Router] = {t.fhir_administrations: route_fhir, t.fhir_encounters: route_fhir,
+                                           t.hl7_ras: route_hl7, t.hl7_adt: route_hl7}
+        self.stores: dict[int, dict[str, EncounterState]] = {}  # events partition -> encounter -> state
+        self._dirty_states: dict[tuple[int, str], EncounterState | None] = {}  # to write to the changelog
+        self._offsets: dict[TopicPartition, int] = {}  # next offset to commit
+        self.stats = {"input": 0, "events": 0, "dead_letters": 0, "revisions": 0}
+        kafka = settings.kafka_config()
+        self.producer = KafkaProducer(**kafka, acks="all", linger_ms=5, retries=10)
+        self.consumer = KafkaConsumer(
+            **kafka, group_id=settings.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 3),
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+        )
+
+    # --- running ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set; then finish the batch in hand, commit and close."""
+        ensure_topics(self.settings)
+        worker = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                worker._checkpoint()
+                for tp in revoked:
+                    if tp.topic == worker.settings.topics.events:
+                        worker.stores.pop(tp.partition, None)
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                for tp in assigned:
+                    if tp.topic == worker.settings.topics.events:
+                        worker.stores[tp.partition] = worker._restore(tp.partition)
+
+        t = self.settings.topics
+        self.consumer.subscribe([*t.inputs(), t.events], listener=Listener())
+        try:
+            while not stop.is_set():
+                batch = self.consumer.poll(timeout_ms=500, max_records=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        self._handle(record)
+                    self._offsets[tp] = records[-1].offset + 1
+                self._tick()
+                self._checkpoint()
+        finally:
+            try:
+                self._checkpoint()
+            finally:
+                self.consumer.close()
+                self.producer.close()
+
+    # --- one record ---------------------------------------------------------------------
+
+    def _handle(self, record: Any) -> None:
+        if record.topic == self.settings.topics.events:
+            self.stats["events"] += 1
+            self._apply(record)
+        else:
+            self.stats["input"] += 1
+            self._route(record)
+
+    def _route(self, record: Any) -> None:
+        try:
+            routed = self.routers[record.topic](record.value, self.tz)
+        except Exception as e:  # a defect must not stop the worker or lose the message
+            self._dead_letter(record, type(e).__name__, "unexpected error while mapping")
+            return
+        for mapped in routed.records:
+            self.producer.send(self.settings.topics.events, key=mapped.key().encode(), value=_json(mapped.to_json()))
+        if routed.errors:
+            self._dead_letter(record, "MappingError", " | ".join(str(e) for e in routed.errors))
+
+    def _dead_letter(self, record: Any, error_type: str, message: str) -> None:
+        self.stats["dead_letters"] += 1
+        headers = [
+            ("source.topic", record.topic.encode()), ("source.partition", str(record.partition).encode()),
+            ("source.offset", str(record.offset).encode()), ("error.type", error_type.encode()),
+            ("error.message", message[:4000].encode()),
+        ]
+        self.producer.send(self.settings.topics.dead_letter, key=record.key, value=record.value, headers=headers)
+        log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error_type)
+
+    def _apply(self, record: Any) -> None:
+        try:
+            mapped = Mapped.from_json(_loads(record.value))
+        except Exception as e:
+            self._dead_letter(record, type(e).__name__, "unreadable event")
+            return
+        store = self.stores.setdefault(record.partition, {})
+        key = mapped.key()
+        state = store.get(key) or EncounterState(encounter_id=key)
+        store[key] = state
+        if state.apply(mapped, record.timestamp) != "duplicate":
+            self._dirty_states[(record.partition, key)] = state
+        self._code_if_due(record.partition, state)
+
+    def _code_if_due(self, partition: int, state: EncounterState) -> None:
+        if not state.due():
+            return
+        bundle = state.code(self.formulary, self.profile)
+        self._dirty_states[(partition, state.encounter_id)] = state
+        if bundle is None:
+            return
+        self.stats["revisions"] += 1
+        headers = [("encounter-id", state.encounter_id.encode()), ("revision", str(state.revision).encode())]
+        self.producer.send(self.settings.topics.charges, key=state.encounter_id.encode(), value=_json(bundle), headers=headers)
+
+    def _tick(self) -> None:
+        now_ms = int(self.clock() * 1000)
+        idle_ms = self.settings.idle_close_minutes * MINUTE_MS
+        retention_ms = self.settings.retention_days * DAY_MS
+        for partition, store in self.stores.items():
+            for key, state in list(store.items()):
+                state.tick(now_ms, idle_ms)
+                self._code_if_due(partition, state)
+                if state.expired(now_ms, retention_ms) and not state.due():
+                    del store[key]
+                    self._dirty_states[(partition, key)] = None  # tombstone
+
+    # --- state and offsets ----------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        """The one place offsets are committed: results, then changelog, then offsets."""
+        self.producer.flush()
+        for (partition, key), state in self._dirty_states.items():
+            value = state.to_bytes() if state is not None else None
+            self.producer.send(self.settings.topics.state, key=key.encode(), value=value, partition=partition)
+        self._dirty_states.clear()
+        self.producer.flush()
+        if self._offsets:
+            self.consumer.commit({tp: OffsetAndMetadata(offset, None, -1) for tp, offset in self._offsets.items()})
+            self._offsets.clear()
+
+    def _restore(self, partition: int) -> dict[str, EncounterState]:
+        """Read the changelog partition to its end: the states of the encounters it holds."""
+        tp = TopicPartition(self.settings.topics.state, partition)
+        reader = KafkaConsumer(**self.settings.kafka_config(), enable_auto_commit=False, group_id=None)
+        store: dict[str, EncounterState] = {}
+        try:
+            reader.assign([tp])
+            reader.seek_to_beginning(tp)
+            end = reader.end_offsets([tp])[tp]
+            while reader.position(tp) < end:
+                for records in reader.poll(timeout_ms=500).values():
+                    for r in records:
+                        key = r.key.decode()
+                        if r.value is None:
+                            store.pop(key, None)
+                        else:
+                            store[key] = EncounterState.from_bytes(r.value)
+        finally:
+            reader.close()
+        log.info("restored %d encounter states from %s[%d]", len(store), tp.topic, partition)
+        return store
+
+
+def _json(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _loads(value: bytes) -> Any:
+    return json.loads(value)

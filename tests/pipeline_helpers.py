@@ -1,0 +1,110 @@
+"""Helpers for pipeline tests: feed the samples into Kafka, read charges back, offline truth."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from coding_core.engine import code_encounter
+from coding_core.profile import Profile
+from connectors.cli import collect
+from connectors.settings import Settings, Topics
+from connectors.worker import Worker
+from mapping.chargeitem_out import to_charge_items
+from mapping.hl7_er7 import split_messages
+from mapping.reference_data import load_formulary
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".json", ".ndjson", ".hl7"))
+
+
+def settings_for(bootstrap: str, **over: Any) -> Settings:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    topics = Topics(**{name: f"{prefix}.{default}" for name, default in Topics().model_dump().items()})
+    base = dict(bootstrap_servers=bootstrap, group_id=prefix, topics=topics, partitions=3, session_timeout_ms=6000,
+                max_poll_interval_ms=10000, metrics_port=None)
+    return Settings(**{**base, **over})
+
+
+def sample_messages(settings: Settings) -> list[tuple[str, bytes | None, bytes]]:
+    """(topic, key, value) for every resource / HL7 message of the bundled samples."""
+    t = settings.topics
+    out: list[tuple[str, bytes | None, bytes]] = []
+    for path in SAMPLE_FILES:
+        if path.suffix == ".hl7":
+            for _, msg in split_messages(path.read_text()):
+                topic = t.hl7_adt if "|ADT^" in msg.split("\r", 1)[0] else t.hl7_ras
+                out.append((topic, None, msg.encode()))
+            continue
+        docs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.suffix == ".ndjson" \
+            else [json.loads(path.read_text())]
+        for doc in docs:
+            resources = [e["resource"] for e in doc["entry"]] if doc.get("resourceType") == "Bundle" else [doc]
+            for r in resources:
+                topic = t.fhir_encounters if r["resourceType"] == "Encounter" else t.fhir_administrations
+                out.append((topic, r["id"].encode(), json.dumps(r).encode()))
+    return out
+
+
+def offline_truth() -> dict[str, list[dict]]:
+    """What `infusion-charges code` gives for the samples: encounter -> ChargeItems."""
+    from zoneinfo import ZoneInfo
+
+    collector = collect([str(p) for p in SAMPLE_FILES], ZoneInfo("America/New_York"))
+    formulary, profile = load_formulary(), Profile()
+    return {enc: to_charge_items(code_encounter(info, events, formulary, profile), info)
+            for enc, (info, events) in collector.by_encounter().items()}
+
+
+def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for topic, key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+class Running:
+    """A worker in a thread."""
+
+    def __init__(self, settings: Settings):
+        self.stop = threading.Event()
+        self.worker = Worker(settings, load_formulary(), Profile())
+        self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def close(self, timeout: float = 30) -> None:
+        self.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker did not stop"
+
+
+def latest_revisions(bootstrap: str, topic: str, until: Any, timeout_s: float = 120) -> dict[str, dict]:
+    """Read the charges topic; encounter -> its latest revision bundle, until ``until(latest)``."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=1000)
+    latest: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for record in consumer.poll(500).values():
+                for r in record:
+                    bundle = json.loads(r.value)
+                    enc = r.key.decode()
+                    if enc not in latest or int(bundle["meta"]["versionId"]) > int(latest[enc]["meta"]["versionId"]):
+                        latest[enc] = bundle
+            if until(latest):
+                return latest
+    finally:
+        consumer.close()
+    return latest
+
+
+def billable(bundle: dict) -> list[dict]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["status"] == "billable"]
