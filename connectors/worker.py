@@ -100,9 +100,11 @@ class Worker:
                 for tp in assigned:
                     if tp.topic == worker.settings.topics.events:
                         worker.stores[tp.partition] = worker._restore(tp.partition)
+                log.info("assigned %d partitions", len(assigned))
 
         t = self.settings.topics
         self.consumer.subscribe([*t.inputs(), t.events], listener=Listener())
+        log.info("worker started: group %s", self.settings.group_id)
         try:
             while not stop.is_set():
                 batch = self.consumer.poll(timeout_ms=500, max_records=500)
@@ -118,6 +120,7 @@ class Worker:
             finally:
                 self.consumer.close()
                 self.producer.close()
+                log.info("worker stopped: %s", self.stats)
 
     # --- one record ---------------------------------------------------------------------
 

@@ -108,3 +108,29 @@ def latest_revisions(bootstrap: str, topic: str, until: Any, timeout_s: float = 
 
 def billable(bundle: dict) -> list[dict]:
     return [e["resource"] for e in bundle["entry"] if e["resource"]["status"] == "billable"]
+
+
+def all_results(bootstrap: str, topic: str, settle_s: float = 2.0) -> dict[tuple[str, str], set[bytes]]:
+    """Every message on the charges topic: (encounter, revision) -> the distinct values seen."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_id=None)
+    out: dict[tuple[str, str], set[bytes]] = {}
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() - quiet_since < settle_s:
+            batch = consumer.poll(300)
+            if batch:
+                quiet_since = time.monotonic()
+            for records in batch.values():
+                for r in records:
+                    out.setdefault((r.key.decode(), dict(r.headers)["revision"].decode()), set()).add(r.value)
+    finally:
+        consumer.close()
+    return out
+
+
+def write_config(settings: Settings, path: Path) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_none=True)))
+    return path

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from tests.pipeline_helpers import Running, billable, latest_revisions, offline_truth, produce, sample_messages, settings_for
+from tests.pipeline_helpers import (
+    Running,
+    all_results,
+    billable,
+    latest_revisions,
+    offline_truth,
+    produce,
+    sample_messages,
+    settings_for,
+    write_config,
+)
+from tests.test_fhir_in import r4
 
 
 def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(kafka_bootstrap):
@@ -47,3 +64,83 @@ def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(k
         assert any(b"POISON1" in dict(r.headers)["error.message"] for r in got)
     finally:
         worker.close()
+
+
+def _wait_for_truth(bootstrap, settings, truth, timeout_s=120):
+    def done(latest):
+        return set(latest) == set(truth) and all(billable(latest[e]) == truth[e] for e in truth)
+
+    latest = latest_revisions(bootstrap, settings.topics.charges, done, timeout_s)
+    assert done(latest), {e: len(billable(b)) for e, b in latest.items()}
+    return latest
+
+
+def test_kill_9_mid_stream_loses_nothing_and_repeats_nothing_different(kafka_bootstrap, tmp_path):
+    settings = settings_for(kafka_bootstrap)
+    config = write_config(settings, tmp_path / "worker.yaml")
+    truth = offline_truth()
+    messages = sample_messages(settings)
+    cmd = [sys.executable, "-m", "connectors.cli", "run", "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        produce(kafka_bootstrap, messages[: len(messages) // 2])
+        latest_revisions(kafka_bootstrap, settings.topics.charges, lambda latest: len(latest) >= 1, 60)
+        produce(kafka_bootstrap, messages[len(messages) // 2:])
+        time.sleep(0.3)  # mid-stream: the second half is being processed
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_truth(kafka_bootstrap, settings, truth)
+        for line in second.stderr:  # running: it has been given its partitions (and restored their state)
+            if "assigned" in line:
+                break
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0  # SIGTERM: finish, commit, exit cleanly
+    results = all_results(kafka_bootstrap, settings.topics.charges)
+    divergent = {k: len(v) for k, v in results.items() if len(v) > 1}
+    assert divergent == {}, "a repeated revision must be byte-identical"
+
+
+def test_two_workers_share_partitions_through_a_rebalance_and_a_late_administration_corrects(kafka_bootstrap):
+    settings = settings_for(kafka_bootstrap)
+    truth = offline_truth()
+    messages = sample_messages(settings)
+    one = Running(settings)
+    two = None
+    try:
+        produce(kafka_bootstrap, messages[: len(messages) // 2])
+        two = Running(settings)  # joins the group: partitions move, states follow through the changelog
+        produce(kafka_bootstrap, messages[len(messages) // 2:])
+        latest = _wait_for_truth(kafka_bootstrap, settings, truth)
+        one.close()  # leaves: its partitions go to the other worker
+        one = None
+
+        # a late administration for a closed encounter: a new revision, old lines keep their ids
+        before = latest["enc-onc-5001"]
+        late = r4(id="ma-5001-late", context={"reference": "Encounter/enc-onc-5001"},
+                  subject={"reference": "Patient/pat-1001"},
+                  effectivePeriod={"start": "2026-11-02T14:05:00-05:00", "end": "2026-11-02T14:40:00-05:00"},
+                  medicationCodeableConcept={"coding": [{"system": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "code": "J3370"}]},
+                  device=[{"reference": "Device/port-1001"}], dosage={"route": {"text": "IV"}, "dose": {"value": 1000, "code": "mg"}})
+        produce(kafka_bootstrap, [(settings.topics.fhir_administrations, b"ma-5001-late", json.dumps(late).encode())])
+        rev = int(before["meta"]["versionId"])
+        latest = latest_revisions(kafka_bootstrap, settings.topics.charges,
+                                  lambda lt: int(lt["enc-onc-5001"]["meta"]["versionId"]) > rev, 90)
+        after = latest["enc-onc-5001"]
+        assert int(after["meta"]["versionId"]) == rev + 1
+        codes_after = {e["resource"]["code"]["coding"][0]["code"] for e in after["entry"] if e["resource"]["status"] == "billable"}
+        assert "J3370" in codes_after
+        ids_before = {e["resource"]["id"] for e in before["entry"] if e["resource"]["code"]["coding"][0]["code"] == "96413"}
+        ids_after = {e["resource"]["id"] for e in after["entry"] if e["resource"]["code"]["coding"][0]["code"] == "96413"}
+        assert ids_before == ids_after
+    finally:
+        for w in (one, two):
+            if w is not None:
+                w.close()
+    divergent = {k for k, v in all_results(kafka_bootstrap, settings.topics.charges).items() if len(v) > 1}
+    assert divergent == set()
