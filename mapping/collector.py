@@ -78,10 +78,12 @@ def resolve(held: Mapped | None, incoming: Mapped) -> tuple[Mapped, str]:
         return incoming, "added"
     if incoming.mode in ("merge", "fill") and held.encounter is not None and incoming.encounter is not None:
         fields = incoming.encounter.model_fields_set - {"id"}
-        if incoming.mode == "fill":
+        older = is_newer(held.version, incoming.version)  # an update sent before the one we hold
+        if incoming.mode == "fill" or older:
             fields = {k for k in fields if getattr(held.encounter, k) is None}
         update = {k: getattr(incoming.encounter, k) for k in fields}
-        return replace(held, encounter=held.encounter.model_copy(update=update)), "merged"
+        version = held.version if older or incoming.version == (None, None) else incoming.version
+        return replace(held, version=version, encounter=held.encounter.model_copy(update=update)), "merged"
     if incoming.mode == "replace" or is_newer(incoming.version, held.version):
         return incoming, "replaced"
     return held, "duplicate"

@@ -46,7 +46,8 @@ class Segment(Protocol):
 
 # name -> (segment, field, component).  First repetition unless stated in the code.
 HL7_FIELDS: dict[str, tuple[str, int, int]] = {
-    "message_code": ("MSH", 9, 1), "trigger_event": ("MSH", 9, 2), "control_id": ("MSH", 10, 1),
+    "message_time": ("MSH", 7, 1), "message_code": ("MSH", 9, 1), "trigger_event": ("MSH", 9, 2),
+    "control_id": ("MSH", 10, 1),
     "patient_id": ("PID", 3, 1),  # identifier only: names and birth dates are never read
     "patient_class": ("PV1", 2, 1), "patient_type": ("PV1", 18, 1),
     "visit_number": ("PV1", 19, 1), "admit_time": ("PV1", 44, 1), "discharge_time": ("PV1", 45, 1),
@@ -294,8 +295,12 @@ def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: 
         if header["admit_time"]:
             fields["period_start"] = parse_time(header["admit_time"], tz, LOCATION["admit_time"], fail, notes)
     info = EncounterInfo(**fields)  # type: ignore[arg-type]
-    # ADT is the authority on the encounter; the PV1 copied into a RAS only fills gaps.
-    return Mapped("encounter", info.id, (None, None), encounter=info, mode="merge" if trigger else "fill")
+    if not trigger:  # the PV1 copied into a RAS only fills gaps: ADT is the authority
+        return Mapped("encounter", info.id, (None, None), encounter=info, mode="fill")
+    # ADT events can reach us out of order (several partitions); MSH-7 orders them, so a
+    # late-arriving older A04 cannot reopen an encounter a newer A03 closed.
+    sent = parse_time(header["message_time"], tz, LOCATION["message_time"], fail, [])
+    return Mapped("encounter", info.id, (None, sent), encounter=info, mode="merge")
 
 
 def map_message(message: str, tz: ZoneInfo) -> list[Mapped]:

@@ -356,3 +356,18 @@ def test_local_code_resolves_through_a_formulary_alias():
     assert ("J9312", 70) in {(ln.code, ln.units) for ln in with_alias.lines}
     assert "96413" in {ln.code for ln in with_alias.lines}
     assert "J3490" in {ln.code for ln in without.lines}  # unknown without the alias: unclassified, not dropped
+
+
+def test_adt_events_arriving_out_of_order_are_ordered_by_msh7():
+    def adt_at(trigger, control, sent, **pv1_extra):
+        return message(msh(control, message=f"ADT^{trigger}", time=sent), segment("EVN", {1: trigger}), pid(), pv1("V1", "O", **pv1_extra))
+
+    ras_msg = ras("R1", "V1", [("F1", [rxa(T0, T0), rxr()])])
+    # the discharge (11:00) is read before the registration (07:15) that was sent first
+    c = feed(adt_at("A03", "A2", "20261102110000", f45="20261102110000"), ras_msg, adt_at("A04", "A1", "20261102071500", f44="20261102071000"))
+    info = c.by_encounter()["V1"][0]
+    assert info.status == "finished" and info.period_end == datetime(2026, 11, 2, 11, tzinfo=TZ)
+    assert info.period_start == datetime(2026, 11, 2, 7, 10, tzinfo=TZ)  # the older message still fills gaps
+    # and a newer A13 does reopen it
+    c = feed(adt_at("A03", "A2", "20261102110000"), adt_at("A13", "A3", "20261102113000"))
+    assert c.encounters["V1"].encounter.status == "in-progress"

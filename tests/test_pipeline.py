@@ -92,12 +92,16 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_nothing_different(kafka_boo
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "second.log"
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:
-        _wait_for_truth(kafka_bootstrap, settings, truth)
-        for line in second.stderr:  # running: it has been given its partitions (and restored their state)
-            if "assigned" in line:
-                break
+        try:
+            _wait_for_truth(kafka_bootstrap, settings, truth)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nsecond worker log:\n{log.read_text()[-3000:]}") from None
+        deadline = time.monotonic() + 60
+        while "assigned" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)  # running: it has been given its partitions (and restored their state)
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0  # SIGTERM: finish, commit, exit cleanly
