@@ -25,7 +25,7 @@ class Mapped:
     administration: AdministrationEvent | None = None
     encounter: EncounterInfo | None = None
     # "versioned": replaces the held record only when newer (FHIR; HL7 adds);
-    # "replace": always replaces it (HL7 RXA-21 U update / D delete);
+    # "replace": replaces it unless it was sent before it (HL7 RXA-21 U update / D delete);
     # "merge": sets only the fields it carries (HL7 ADT encounter updates);
     # "fill": sets only fields still unknown (the PV1 copied into an HL7 RAS message).
     mode: str = "versioned"
@@ -84,7 +84,7 @@ def resolve(held: Mapped | None, incoming: Mapped) -> tuple[Mapped, str]:
         update = {k: getattr(incoming.encounter, k) for k in fields}
         version = held.version if older or incoming.version == (None, None) else incoming.version
         return replace(held, version=version, encounter=held.encounter.model_copy(update=update)), "merged"
-    if incoming.mode == "replace" or is_newer(incoming.version, held.version):
+    if (incoming.mode == "replace" and not is_newer(held.version, incoming.version)) or is_newer(incoming.version, held.version):
         return incoming, "replaced"
     return held, "duplicate"
 

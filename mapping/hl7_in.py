@@ -208,7 +208,7 @@ def _codings(v: dict[str, str]) -> tuple[Coding, ...]:
     return tuple(out)
 
 
-def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fail: _Fail) -> Mapped:
+def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fail: _Fail, sent: datetime | None) -> Mapped:
     order = v["filler_order"] or v["placer_order"]
     if not order:
         raise fail("ORC-3/ORC-2", "no order number: the administration cannot be identified")
@@ -271,7 +271,7 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
         source_warnings=tuple(notes),
     )
     mode = "versioned" if action == "A" else "replace"
-    return Mapped("administration", admin_id, (None, None), administration=event, mode=mode)
+    return Mapped("administration", admin_id, (None, sent), administration=event, mode=mode)
 
 
 def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: _Fail) -> Mapped:
@@ -297,8 +297,8 @@ def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: 
     info = EncounterInfo(**fields)  # type: ignore[arg-type]
     if not trigger:  # the PV1 copied into a RAS only fills gaps: ADT is the authority
         return Mapped("encounter", info.id, (None, None), encounter=info, mode="fill")
-    # ADT events can reach us out of order (several partitions); MSH-7 orders them, so a
-    # late-arriving older A04 cannot reopen an encounter a newer A03 closed.
+    # Messages can reach us out of order (several partitions); MSH-7 orders them, so a
+    # late-arriving older A04 cannot reopen an encounter a newer A03 closed (same for RXA-21 U/D).
     sent = parse_time(header["message_time"], tz, LOCATION["message_time"], fail, [])
     return Mapped("encounter", info.id, (None, sent), encounter=info, mode="merge")
 
@@ -340,7 +340,8 @@ def _map(header: dict[str, str], administrations: list[dict[str, str]], tz: Zone
     if code == "RAS":
         if not administrations:
             raise fail("RXA", "a RAS message without an RXA segment administers nothing")
-        records += [_administration(header, v, tz, fail) for v in administrations]
+        sent = parse_time(header["message_time"], tz, LOCATION["message_time"], fail, [])
+        records += [_administration(header, v, tz, fail, sent) for v in administrations]
     return records
 
 

@@ -371,3 +371,13 @@ def test_adt_events_arriving_out_of_order_are_ordered_by_msh7():
     # and a newer A13 does reopen it
     c = feed(adt_at("A03", "A2", "20261102110000"), adt_at("A13", "A3", "20261102113000"))
     assert c.encounters["V1"].encounter.status == "in-progress"
+
+
+def test_an_older_update_arriving_late_does_not_undo_a_newer_one():
+    def ras_at(control, sent, end, action):
+        return message(msh(control, time=sent), pid(), pv1("V1"), orc(filler="F1"), rxa(T0, end, action=action), rxr())
+
+    c = feed(ras_at("C2", "20261102120000", "20261102113000", "U"), ras_at("C1", "20261102110000", "20261102100000", "U"))
+    assert c.administrations["F1-0-1"].administration.end == datetime(2026, 11, 2, 11, 30, tzinfo=TZ)
+    c = feed(ras_at("C2", "20261102120000", "20261102113000", "D"), ras_at("C1", "20261102110000", "20261102100000", "A"))
+    assert c.administrations["F1-0-1"].administration.status is AdminStatus.ENTERED_IN_ERROR
