@@ -17,10 +17,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	@echo "== ChargeItems (FHIR Bundle) for the bundled sample feeds =="
-	$(VENV)/bin/infusion-charges code samples/*.json samples/*.ndjson samples/*.hl7
+	@echo "== The real pipeline: embedded Kafka broker, worker, bundled sample feeds (FHIR + HL7 v2) =="
+	$(PY) -m connectors.demo
 	@echo
-	@echo "== The same, explained =="
+	@echo "== The same feeds coded offline, explained (infusion-charges code --explain) =="
 	$(VENV)/bin/infusion-charges code --explain samples/*.json samples/*.ndjson samples/*.hl7
 
 bench: $(STAMP)

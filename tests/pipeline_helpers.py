@@ -14,10 +14,10 @@ from kafka import KafkaConsumer, KafkaProducer
 from coding_core.engine import code_encounter
 from coding_core.profile import Profile
 from connectors.cli import collect
+from connectors.demo import feed_messages
 from connectors.settings import Settings, Topics
 from connectors.worker import Worker
 from mapping.chargeitem_out import to_charge_items
-from mapping.hl7_er7 import split_messages
 from mapping.reference_data import load_formulary
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -34,22 +34,7 @@ def settings_for(bootstrap: str, **over: Any) -> Settings:
 
 def sample_messages(settings: Settings) -> list[tuple[str, bytes | None, bytes]]:
     """(topic, key, value) for every resource / HL7 message of the bundled samples."""
-    t = settings.topics
-    out: list[tuple[str, bytes | None, bytes]] = []
-    for path in SAMPLE_FILES:
-        if path.suffix == ".hl7":
-            for _, msg in split_messages(path.read_text()):
-                topic = t.hl7_adt if "|ADT^" in msg.split("\r", 1)[0] else t.hl7_ras
-                out.append((topic, None, msg.encode()))
-            continue
-        docs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.suffix == ".ndjson" \
-            else [json.loads(path.read_text())]
-        for doc in docs:
-            resources = [e["resource"] for e in doc["entry"]] if doc.get("resourceType") == "Bundle" else [doc]
-            for r in resources:
-                topic = t.fhir_encounters if r["resourceType"] == "Encounter" else t.fhir_administrations
-                out.append((topic, r["id"].encode(), json.dumps(r).encode()))
-    return out
+    return feed_messages(SAMPLE_FILES, settings.topics)
 
 
 def offline_truth() -> dict[str, list[dict]]:
