@@ -75,9 +75,16 @@ class Worker:
         self._offsets: dict[TopicPartition, int] = {}  # next offset to commit
         self.stats = {"input": 0, "events": 0, "dead_letters": 0, "revisions": 0}
         kafka = settings.kafka_config()
-        self.producer = KafkaProducer(**kafka, acks="all", linger_ms=5, retries=10)
+        self.transactional = settings.delivery == "exactly-once"
+        self._in_transaction = False
+        txn: dict[str, Any] = {}
+        if self.transactional:
+            # Stable per worker instance (fencing of a zombie after restart): give each pod its own client_id.
+            txn = {"transactional_id": f"{settings.group_id}-{settings.client_id}", "enable_idempotence": True}
+        self.producer = KafkaProducer(**kafka, acks="all", linger_ms=5, retries=10, **txn)
         self.consumer = KafkaConsumer(
             **kafka, group_id=settings.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            isolation_level="read_committed" if self.transactional else "read_uncommitted",
             session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 3),
             max_poll_interval_ms=settings.max_poll_interval_ms,
         )
@@ -87,6 +94,8 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set; then finish the batch in hand, commit and close."""
         ensure_topics(self.settings)
+        if self.transactional:
+            self.producer.init_transactions()
         worker = self
 
         class Listener(ConsumerRebalanceListener):
@@ -139,7 +148,7 @@ class Worker:
             self._dead_letter(record, type(e).__name__, "unexpected error while mapping")
             return
         for mapped in routed.records:
-            self.producer.send(self.settings.topics.events, key=mapped.key().encode(), value=_json(mapped.to_json()))
+            self._send(self.settings.topics.events, key=mapped.key().encode(), value=_json(mapped.to_json()))
         if routed.errors:
             self._dead_letter(record, "MappingError", " | ".join(str(e) for e in routed.errors))
 
@@ -150,7 +159,7 @@ class Worker:
             ("source.offset", str(record.offset).encode()), ("error.type", error_type.encode()),
             ("error.message", message[:4000].encode()),
         ]
-        self.producer.send(self.settings.topics.dead_letter, key=record.key, value=record.value, headers=headers)
+        self._send(self.settings.topics.dead_letter, key=record.key, value=record.value, headers=headers)
         log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error_type)
 
     def _apply(self, record: Any) -> None:
@@ -176,7 +185,7 @@ class Worker:
             return
         self.stats["revisions"] += 1
         headers = [("encounter-id", state.encounter_id.encode()), ("revision", str(state.revision).encode())]
-        self.producer.send(self.settings.topics.charges, key=state.encounter_id.encode(), value=_json(bundle), headers=headers)
+        self._send(self.settings.topics.charges, key=state.encounter_id.encode(), value=_json(bundle), headers=headers)
 
     def _tick(self) -> None:
         now_ms = int(self.clock() * 1000)
@@ -192,22 +201,50 @@ class Worker:
 
     # --- state and offsets ----------------------------------------------------------------
 
+    def _send(self, topic: str, **kwargs: Any) -> None:
+        if self.transactional and not self._in_transaction:
+            self.producer.begin_transaction()
+            self._in_transaction = True
+        self.producer.send(topic, **kwargs)
+
     def _checkpoint(self) -> None:
-        """The one place offsets are committed: results, then changelog, then offsets."""
-        self.producer.flush()
+        """The one place offsets are committed.
+
+        at-least-once: results, then the changelog, then the offsets, each acknowledged first.
+        exactly-once: results, changelog and offsets in one Kafka transaction."""
+        if not self.transactional:
+            self.producer.flush()
         for (partition, key), state in self._dirty_states.items():
             value = state.to_bytes() if state is not None else None
-            self.producer.send(self.settings.topics.state, key=key.encode(), value=value, partition=partition)
+            self._send(self.settings.topics.state, key=key.encode(), value=value, partition=partition)
         self._dirty_states.clear()
-        self.producer.flush()
-        if self._offsets:
-            self.consumer.commit({tp: OffsetAndMetadata(offset, None, -1) for tp, offset in self._offsets.items()})
-            self._offsets.clear()
+        offsets = {tp: OffsetAndMetadata(offset, None, -1) for tp, offset in self._offsets.items()}
+        self._offsets.clear()
+        if not self.transactional:
+            self.producer.flush()
+            if offsets:
+                self.consumer.commit(offsets)
+            return
+        if offsets and not self._in_transaction:
+            self.producer.begin_transaction()
+            self._in_transaction = True
+        if not self._in_transaction:
+            return
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+            self.producer.commit_transaction()
+        except Exception:
+            self.producer.abort_transaction()  # the batch will be consumed again
+            raise
+        finally:
+            self._in_transaction = False
 
     def _restore(self, partition: int) -> dict[str, EncounterState]:
         """Read the changelog partition to its end: the states of the encounters it holds."""
         tp = TopicPartition(self.settings.topics.state, partition)
-        reader = KafkaConsumer(**self.settings.kafka_config(), enable_auto_commit=False, group_id=None)
+        reader = KafkaConsumer(**self.settings.kafka_config(), enable_auto_commit=False, group_id=None,
+                               isolation_level="read_committed" if self.transactional else "read_uncommitted")
         store: dict[str, EncounterState] = {}
         try:
             reader.assign([tp])
