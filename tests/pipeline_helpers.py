@@ -58,9 +58,9 @@ def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]]) -> 
 class Running:
     """A worker in a thread."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Any = time.time):
         self.stop = threading.Event()
-        self.worker = Worker(settings, load_formulary(), Profile())
+        self.worker = Worker(settings, load_formulary(), Profile(), clock=clock)
         self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
         self.thread.start()
 

@@ -169,3 +169,20 @@ def test_exactly_once_mode_runs_the_same_pipeline_in_transactions(kafka_bootstra
     finally:
         worker.close()
     assert worker.worker.stats["revisions"] >= len(truth)
+
+
+def test_outpatient_encounter_without_discharge_closes_after_the_idle_timeout(kafka_bootstrap):
+    settings = settings_for(kafka_bootstrap, idle_close_minutes=60)
+    skew = {"s": 0.0}
+    worker = Running(settings, clock=lambda: time.time() + skew["s"])
+    try:
+        admin = r4(id="ma-idle-1", context={"reference": "Encounter/enc-idle"})
+        produce(kafka_bootstrap, [(settings.topics.fhir_administrations, b"ma-idle-1", json.dumps(admin).encode())])
+        quiet = latest_revisions(kafka_bootstrap, settings.topics.charges, lambda lt: "enc-idle" in lt, timeout_s=8)
+        assert quiet == {}  # open: no discharge yet, not idle long enough
+        skew["s"] = 61 * 60  # an hour of silence later
+        latest = latest_revisions(kafka_bootstrap, settings.topics.charges, lambda lt: "enc-idle" in lt, timeout_s=60)
+        codes = {e["resource"]["code"]["coding"][0]["code"] for e in latest["enc-idle"]["entry"]}
+        assert "96413" in codes
+    finally:
+        worker.close()
