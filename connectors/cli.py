@@ -155,14 +155,14 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``infusion-charges run``: the Kafka worker, until SIGTERM/SIGINT."""
-    import logging
     import signal
     import threading
 
+    from connectors.ops import configure_logging
     from connectors.settings import Settings
     from connectors.worker import Worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     try:
         settings = Settings.load(args.config, bootstrap_servers=args.bootstrap_servers, group_id=args.group_id)
         profile = load_profile(settings.profile)

@@ -35,7 +35,8 @@ from coding_core.formulary import Formulary
 from coding_core.profile import Profile
 from connectors.routing import Router, route_fhir, route_hl7
 from connectors.settings import Settings
-from connectors.state import EncounterState
+from connectors.ops import Metrics, OpsServer
+from connectors.state import EncounterState, Lifecycle
 from mapping.collector import Mapped
 
 log = logging.getLogger("infusion_charges.worker")
@@ -74,6 +75,9 @@ class Worker:
         self._dirty_states: dict[tuple[int, str], EncounterState | None] = {}  # to write to the changelog
         self._offsets: dict[TopicPartition, int] = {}  # next offset to commit
         self.stats = {"input": 0, "events": 0, "dead_letters": 0, "revisions": 0}
+        self.metrics = Metrics()
+        self.ready = False  # partitions assigned and their state restored (/readyz)
+        self.ops: OpsServer | None = None
         kafka = settings.kafka_config()
         self.transactional = settings.delivery == "exactly-once"
         self._in_transaction = False
@@ -93,6 +97,8 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set; then finish the batch in hand, commit and close."""
+        if self.settings.metrics_port is not None:
+            self.ops = OpsServer(self.settings.metrics_port, self.metrics, lambda: self.ready).start()
         ensure_topics(self.settings)
         if self.transactional:
             self.producer.init_transactions()
@@ -100,6 +106,7 @@ class Worker:
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
+                worker.ready = False
                 worker._checkpoint()
                 for tp in revoked:
                     if tp.topic == worker.settings.topics.events:
@@ -109,7 +116,9 @@ class Worker:
                 for tp in assigned:
                     if tp.topic == worker.settings.topics.events:
                         worker.stores[tp.partition] = worker._restore(tp.partition)
-                log.info("assigned %d partitions", len(assigned))
+                worker.metrics.rebalances.inc()
+                worker.ready = True
+                log.info("assigned %d partitions", len(assigned), extra={"partitions": len(assigned)})
 
         t = self.settings.topics
         self.consumer.subscribe([*t.inputs(), t.events], listener=Listener())
@@ -127,13 +136,17 @@ class Worker:
             try:
                 self._checkpoint()
             finally:
+                self.ready = False
                 self.consumer.close()
                 self.producer.close()
-                log.info("worker stopped: %s", self.stats)
+                if self.ops is not None:
+                    self.ops.stop()
+                log.info("worker stopped", extra=self.stats)
 
     # --- one record ---------------------------------------------------------------------
 
     def _handle(self, record: Any) -> None:
+        self.metrics.consumed.labels(record.topic).inc()
         if record.topic == self.settings.topics.events:
             self.stats["events"] += 1
             self._apply(record)
@@ -154,13 +167,15 @@ class Worker:
 
     def _dead_letter(self, record: Any, error_type: str, message: str) -> None:
         self.stats["dead_letters"] += 1
+        self.metrics.dead_lettered.labels(record.topic).inc()
         headers = [
             ("source.topic", record.topic.encode()), ("source.partition", str(record.partition).encode()),
             ("source.offset", str(record.offset).encode()), ("error.type", error_type.encode()),
             ("error.message", message[:4000].encode()),
         ]
         self._send(self.settings.topics.dead_letter, key=record.key, value=record.value, headers=headers)
-        log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error_type)
+        log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error_type,
+                    extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "error_type": error_type})
 
     def _apply(self, record: Any) -> None:
         try:
@@ -179,11 +194,14 @@ class Worker:
     def _code_if_due(self, partition: int, state: EncounterState) -> None:
         if not state.due():
             return
-        bundle = state.code(self.formulary, self.profile)
+        with self.metrics.coding_seconds.time():
+            bundle = state.code(self.formulary, self.profile)
         self._dirty_states[(partition, state.encounter_id)] = state
         if bundle is None:
             return
         self.stats["revisions"] += 1
+        self.metrics.revisions.inc()
+        self.metrics.close_to_charge_seconds.observe(max(0.0, self.clock() - state.last_record_ms / 1000))
         headers = [("encounter-id", state.encounter_id.encode()), ("revision", str(state.revision).encode())]
         self._send(self.settings.topics.charges, key=state.encounter_id.encode(), value=_json(bundle), headers=headers)
 
@@ -198,6 +216,19 @@ class Worker:
                 if state.expired(now_ms, retention_ms) and not state.due():
                     del store[key]
                     self._dirty_states[(partition, key)] = None  # tombstone
+        held = [s for store in self.stores.values() for s in store.values()]
+        self.metrics.encounters_held.set(len(held))
+        self.metrics.encounters_open.set(sum(1 for s in held if s.lifecycle is Lifecycle.OPEN))
+        self._measure_lag()
+
+    def _measure_lag(self) -> None:
+        lag: dict[str, int] = {}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - self.consumer.position(tp))
+        for topic, value in lag.items():
+            self.metrics.consumer_lag.labels(topic).set(value)
 
     # --- state and offsets ----------------------------------------------------------------
 
@@ -206,6 +237,7 @@ class Worker:
             self.producer.begin_transaction()
             self._in_transaction = True
         self.producer.send(topic, **kwargs)
+        self.metrics.produced.labels(topic).inc()
 
     def _checkpoint(self) -> None:
         """The one place offsets are committed.

@@ -186,3 +186,46 @@ def test_outpatient_encounter_without_discharge_closes_after_the_idle_timeout(ka
         assert "96413" in codes
     finally:
         worker.close()
+
+
+def test_health_readiness_and_metrics_endpoints(kafka_bootstrap):
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    settings = settings_for(kafka_bootstrap, metrics_port=0)
+    truth = offline_truth()
+    worker = Running(settings)
+    try:
+        deadline = time.monotonic() + 30
+        while worker.worker.ops is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{worker.worker.ops.port}"
+        assert urlopen(f"{base}/healthz").status == 200
+        statuses = []
+        while time.monotonic() < deadline:
+            try:
+                statuses.append(urlopen(f"{base}/readyz").status)
+                break
+            except HTTPError as e:
+                statuses.append(e.code)  # 503 until partitions are assigned and restored
+                time.sleep(0.2)
+        assert statuses[-1] == 200
+        produce(kafka_bootstrap, sample_messages(settings))
+        _wait_for_truth(kafka_bootstrap, settings, truth)
+        time.sleep(1)  # one more tick for the gauges
+        text = urlopen(f"{base}/metrics").read().decode()
+        values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
+        consumed = sum(v for k, v in values.items() if k.startswith("infusion_charges_messages_consumed_total"))
+        assert consumed >= len(sample_messages(settings))
+        assert values["infusion_charges_revisions_published_total"] >= len(truth)
+        assert values["infusion_charges_coding_seconds_count"] >= len(truth)
+        assert values["infusion_charges_encounters_held"] == len(truth)
+        assert "infusion_charges_close_to_charge_seconds_bucket" in text and "infusion_charges_consumer_lag" in text
+        assert "enc-onc-5001" not in text and "pat-1001" not in text  # labels are topics, never ids
+        try:
+            urlopen(f"{base}/nope")
+            raise AssertionError("expected 404")
+        except HTTPError as e:
+            assert e.code == 404
+    finally:
+        worker.close()

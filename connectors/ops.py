@@ -1,0 +1,108 @@
+"""Operations surface of a worker: Prometheus metrics, health endpoints, JSON logs.
+
+``/healthz``: the process serves requests.  ``/readyz``: 200 only once the worker has its
+partitions and their state is restored (503 before, and while a rebalance restores state).
+``/metrics``: Prometheus text format.  Labels are topic names only — never encounter,
+patient or record ids (no PHI, bounded cardinality).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """One registry per worker (tests run several workers in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("infusion_charges_messages_consumed", "Messages consumed", ["topic"], registry=r)
+        self.produced = Counter("infusion_charges_messages_produced", "Messages produced", ["topic"], registry=r)
+        self.dead_lettered = Counter("infusion_charges_messages_dead_lettered", "Messages sent to the dead-letter topic",
+                                     ["topic"], registry=r)
+        self.revisions = Counter("infusion_charges_revisions_published", "Charge revisions published", registry=r)
+        self.rebalances = Counter("infusion_charges_rebalances", "Partition assignments received", registry=r)
+        self.encounters_open = Gauge("infusion_charges_encounters_open", "Encounters held open in local state", registry=r)
+        self.encounters_held = Gauge("infusion_charges_encounters_held", "Encounters in local state (open and closed)", registry=r)
+        self.consumer_lag = Gauge("infusion_charges_consumer_lag", "Records behind the end of each assigned topic", ["topic"], registry=r)
+        self.coding_seconds = Histogram("infusion_charges_coding_seconds", "Time to code one encounter", registry=r,
+                                        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0))
+        self.close_to_charge_seconds = Histogram(
+            "infusion_charges_close_to_charge_seconds", "From the last record of a closed encounter to its published revision",
+            registry=r, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+
+class OpsServer:
+    """HTTP endpoints in a daemon thread; ``ready`` is a callable the worker answers."""
+
+    def __init__(self, port: int, metrics: Metrics, ready: Any, host: str = "0.0.0.0"):
+        ops = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+                if self.path == "/healthz":
+                    self._reply(200, b"ok\n", "text/plain")
+                elif self.path == "/readyz":
+                    ok = bool(ops.ready())
+                    self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain")
+                elif self.path == "/metrics":
+                    self._reply(200, ops.metrics.render(), CONTENT_TYPE_LATEST)
+                else:
+                    self._reply(404, b"not found\n", "text/plain")
+
+            def _reply(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: not worth a log line
+                pass
+
+        self.metrics, self.ready = metrics, ready
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="ops-http", daemon=True)
+
+    def start(self) -> OpsServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any ``extra`` ids/counts."""
+
+    _standard = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+            "logger": record.name, "message": record.getMessage(),
+        }
+        doc.update({k: v for k, v in vars(record).items() if k not in self._standard})
+        if record.exc_info:
+            doc["error"] = self.formatException(record.exc_info).splitlines()[-1]
+        return json.dumps(doc, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,36 @@
+"""JSON logs carry ids and counts as fields; the ops server answers without a worker too."""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.error import HTTPError
+from urllib.request import urlopen
+
+from connectors.ops import JsonFormatter, Metrics, OpsServer
+
+
+def test_json_log_lines():
+    record = logging.LogRecord("infusion_charges.worker", logging.WARNING, __file__, 1, "dead-lettered %s", ("t.in",), None)
+    record.partition, record.offset = 2, 41
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["level"] == "WARNING" and doc["message"] == "dead-lettered t.in"
+    assert (doc["partition"], doc["offset"], doc["logger"]) == (2, 41, "infusion_charges.worker")
+
+
+def test_readiness_follows_the_worker():
+    state = {"ready": False}
+    server = OpsServer(0, Metrics(), lambda: state["ready"], host="127.0.0.1").start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert urlopen(f"{base}/healthz").status == 200
+        try:
+            urlopen(f"{base}/readyz")
+            raise AssertionError("expected 503")
+        except HTTPError as e:
+            assert e.code == 503
+        state["ready"] = True
+        assert urlopen(f"{base}/readyz").status == 200
+        assert b"infusion_charges_messages_consumed" in urlopen(f"{base}/metrics").read()
+    finally:
+        server.stop()
