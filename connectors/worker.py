@@ -155,6 +155,10 @@ class Worker:
             self._route(record)
 
     def _route(self, record: Any) -> None:
+        size = len(record.value) if record.value is not None else 0
+        if size > self.settings.max_message_bytes:
+            self._dead_letter(record, "OversizedMessage", f"{size} bytes exceeds max_message_bytes {self.settings.max_message_bytes}")
+            return
         try:
             routed = self.routers[record.topic](record.value, self.tz)
         except Exception as e:  # a defect must not stop the worker or lose the message

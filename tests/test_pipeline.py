@@ -27,14 +27,16 @@ from tests.test_fhir_in import r4
 
 
 def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(kafka_bootstrap):
-    settings = settings_for(kafka_bootstrap)
+    settings = settings_for(kafka_bootstrap, max_message_bytes=64 * 1024)
     truth = offline_truth()
     worker = Running(settings)
     try:
         messages = sample_messages(settings)
+        oversized = json.dumps(r4(id="big", note=[{"text": "x" * 70_000}])).encode()
         poison = [
             (settings.topics.fhir_administrations, b"p1", b"{not json"),
             (settings.topics.hl7_ras, None, b"MSH|^~\\&|X|Y|Z|W|20261109||RAS^O17|POISON1|P|2.5\rPV1|1|O\rRXA|0|1"),
+            (settings.topics.fhir_administrations, b"big", oversized),
         ]
         produce(kafka_bootstrap, messages + poison)
 
@@ -51,7 +53,7 @@ def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(k
                             group_id=None, enable_auto_commit=False)
         got = []
         deadline = time.monotonic() + 30
-        while len(got) < 2 and time.monotonic() < deadline:
+        while len(got) < 3 and time.monotonic() < deadline:
             for records in dlq.poll(500).values():
                 got.extend(records)
         dlq.close()
@@ -59,9 +61,10 @@ def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(k
         for r in got:
             headers = dict(r.headers)
             assert headers["source.topic"].decode() in (settings.topics.fhir_administrations, settings.topics.hl7_ras)
-            assert headers["error.type"] == b"MappingError" and headers["error.message"]
+            assert headers["error.type"] in (b"MappingError", b"OversizedMessage") and headers["error.message"]
             assert b"DOE" not in headers["error.message"]
         assert any(b"POISON1" in dict(r.headers)["error.message"] for r in got)
+        assert [dict(r.headers)["error.type"] for r in got if r.key == b"big"] == [b"OversizedMessage"]
 
         # every message delivered again (an interface engine replaying its queue): nothing changes
         before = all_results(kafka_bootstrap, settings.topics.charges)
