@@ -152,7 +152,7 @@ def _validate(cls: type[BaseModel], data: Mapping[str, Any], rt: str) -> Any:
             f"invalid {rt}: {summarize_validation_errors(e.errors())}",
             record_id=_id_of(data), resource_type=rt,
         ) from None
-    except (TypeError, ValueError) as e:  # fhir.resources raises these for some malformed primitives
+    except Exception as e:  # fhir.resources also raises TypeError/ValueError/KeyError (e.g. unknown contained type)
         raise MappingError(f"invalid {rt}: {type(e).__name__}", record_id=_id_of(data), resource_type=rt) from None
 
 

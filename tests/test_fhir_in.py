@@ -377,3 +377,10 @@ def test_times_keep_their_offsets_and_are_aware():
     ev = map_medication_administration(r4(effectivePeriod={"start": "2026-03-02T14:00:00Z", "end": "2026-03-02T15:00:00+01:00"}))
     assert ev.start.tzinfo is not None and ev.start == datetime(2026, 3, 2, 14, tzinfo=timezone.utc)
     assert ev.end - ev.start == timedelta(0)
+
+
+def test_unknown_contained_resource_type_is_a_mapping_error():
+    """Found by tests/fuzzing.py: fhir.resources raised KeyError for it."""
+    res = r4(contained=[{"resourceType": "NoSuchThing", "id": "x"}])
+    with pytest.raises(MappingError, match="invalid MedicationAdministration"):
+        map_medication_administration(res)
