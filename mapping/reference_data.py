@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the dev dependencies
 from pydantic import ValidationError
 
 from coding_core.formulary import Formulary, FormularyEntry, normalize_name, normalize_ndc
@@ -35,13 +35,30 @@ def _read(path: str | Path) -> str:
         raise ReferenceDataError(f"{path}: cannot read: {e.strerror}") from None
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of two equal keys silently; in reference data that hides an edit."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
 def _parse(text: str, name: str) -> Any:
+    is_yaml = name.endswith((".yaml", ".yml"))
     try:
-        if name.endswith((".yaml", ".yml")):
+        if is_yaml:
             return yaml.safe_load(text)
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ReferenceDataError(f"{name}: not valid {'YAML' if name.endswith(('.yaml', '.yml')) else 'JSON'}: {e}") from None
+        raise ReferenceDataError(f"{name}: not valid {'YAML' if is_yaml else 'JSON'}: {e}") from None
+    except _DuplicateKey as e:
+        raise ReferenceDataError(f"{name}: key '{e.args[0]}' appears twice in one object") from None
 
 
 def _check_unique(name: str, entries: Iterable[FormularyEntry]) -> None:
@@ -66,6 +83,8 @@ def formulary_from_text(text: str, name: str) -> Formulary:
     data = _parse(text, name)
     if not isinstance(data, dict) or "drugs" not in data or "version" not in data:
         raise ReferenceDataError(f"{name}: a formulary is an object with 'version' and 'drugs'")
+    if not isinstance(data["version"], (str, int, float)) or not str(data["version"]).strip():
+        raise ReferenceDataError(f"{name}: 'version' must be a non-empty string")
     if not isinstance(data["drugs"], list):
         raise ReferenceDataError(f"{name}: 'drugs' must be a list")
     entries = []
@@ -80,7 +99,7 @@ def formulary_from_text(text: str, name: str) -> Formulary:
 
 @lru_cache(maxsize=1)
 def _bundled() -> Formulary:
-    text = resources.files("coding_core").joinpath("data", "formulary.json").read_text(encoding="utf-8")
+    text = (resources.files("coding_core") / "data" / "formulary.json").read_text(encoding="utf-8")
     return formulary_from_text(text, BUNDLED_FORMULARY)
 
 
