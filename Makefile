@@ -26,6 +26,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_coding_core.py
 	$(PY) benchmarks/bench_hl7.py
+	$(VENV)/bin/infusion-charges bench --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -177,6 +177,12 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def run_bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from connectors.bench import main as bench_main
+
+    return bench_main([*(["--quick"] if args.quick else []), "--seed", str(args.seed)])
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infusion-charges", description="Drug-administration charge coding.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -192,6 +198,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="worker settings (YAML); INFUSION_CHARGES_* variables override it")
     run.add_argument("--group-id", help="consumer group (default infusion-charges)")
     run.set_defaults(handler=run_worker)
+    bench = sub.add_parser("bench", help="pipeline benchmark on the embedded broker (see connectors/bench.py)")
+    bench.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
+    bench.add_argument("--seed", type=int, default=7)
+    bench.set_defaults(handler=run_bench)
     return p
 
 

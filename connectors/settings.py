@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     # (Kafka transactions; real clusters only — tansu accepts them but does not hide aborts).
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     metrics_port: int | None = 9464
+    # Results, changelog and offsets are checkpointed at most this often (and when idle).
+    commit_interval_ms: int = Field(default=250, ge=10)
     # Input messages larger than this are dead-lettered without being parsed.
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
 

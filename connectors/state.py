@@ -13,7 +13,7 @@ import json
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from coding_core.engine import code_encounter
 from coding_core.formulary import Formulary
@@ -40,36 +40,56 @@ class EncounterState(BaseModel):
     dirty: bool = False  # changed since the last coding
     revision: int = 0
     published: dict[str, dict[str, Any]] = Field(default_factory=dict)  # ChargeItem id -> resource
+    # Parsed views of ``records`` (not serialised; rebuilt after a change or a restore).
+    _parsed: dict[str, Mapped] = PrivateAttr(default_factory=dict)
+    _view: tuple[EncounterInfo, list[AdministrationEvent]] | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:  # the serialised state, not the parse caches
+        return isinstance(other, EncounterState) and self.model_dump() == other.model_dump()
 
     # --- records ------------------------------------------------------------------------
 
     def apply(self, mapped: Mapped, timestamp_ms: int) -> str:
         """Take one mapped record; returns the outcome ("added", "replaced", "merged", "duplicate")."""
         key = f"{mapped.kind}:{mapped.id}"
-        held = Mapped.from_json(self.records[key]) if key in self.records else None
+        held = self._held(key)
         kept, outcome = resolve(held, mapped)
         if outcome != "duplicate":
             stored = kept.to_json()
             if stored != self.records.get(key):
                 self.records[key] = stored
+                self._parsed[key] = kept
+                self._view = None
                 self.dirty = True
                 if self.idle_closed and mapped.kind == "encounter":
                     self.idle_closed = False  # the feed spoke: its status decides again
         self.last_record_ms = max(self.last_record_ms, timestamp_ms)
         return outcome
 
+    def _held(self, key: str) -> Mapped | None:
+        if key not in self.records:
+            return None
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            parsed = self._parsed[key] = Mapped.from_json(self.records[key])
+        return parsed
+
+    def _views(self) -> tuple[EncounterInfo, list[AdministrationEvent]]:
+        if self._view is None:
+            events = [m.administration for k in self.records if k.startswith("administration:")
+                      if (m := self._held(k)) is not None and m.administration is not None]
+            held = self._held(f"encounter:{self.encounter_id}")
+            info = held.encounter if held is not None and held.encounter is not None else EncounterInfo(id=self.encounter_id)
+            if info.patient_id is None:
+                info = info.model_copy(update={"patient_id": next((e.patient_id for e in events if e.patient_id), None)})
+            self._view = (info, events)
+        return self._view
+
     def encounter(self) -> EncounterInfo:
-        enc = self.records.get(f"encounter:{self.encounter_id}")
-        if enc is not None:
-            info = EncounterInfo.model_validate(enc["encounter"])
-        else:
-            info = EncounterInfo(id=self.encounter_id)
-        if info.patient_id is None:
-            info = info.model_copy(update={"patient_id": next((e.patient_id for e in self.administrations() if e.patient_id), None)})
-        return info
+        return self._views()[0]
 
     def administrations(self) -> list[AdministrationEvent]:
-        return [AdministrationEvent.model_validate(r["administration"]) for k, r in self.records.items() if k.startswith("administration:")]
+        return list(self._views()[1])
 
     # --- lifecycle --------------------------------------------------------------------------
 

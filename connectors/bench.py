@@ -1,0 +1,294 @@
+"""``infusion-charges bench [--quick]``: pipeline figures against the stack's own ceiling.
+
+On the embedded broker, in one run, with the same synthetic feeds (``connectors.synthetic``):
+
+* raw passthrough: kafka-python consume -> produce of the FHIR feed's messages (the ceiling);
+* the full pipeline on a FHIR backlog and on an HL7 backlog (input messages per second, from
+  the worker being ready to the last encounter charged; every result checked against the
+  offline path);
+* close-to-charge latency p50/p99 with administrations produced at a steady 1,000/s;
+* coding-core throughput (no Kafka) and memory per open encounter in the state store.
+
+Progress goes to stderr; a table and, as the last line, one JSON object go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from coding_core.profile import Profile
+from connectors.broker import embedded_broker
+from connectors.settings import Settings, Topics
+from connectors.state import EncounterState
+from connectors.synthetic import generate, offline_charges
+from connectors.worker import Worker, ensure_topics
+from mapping.collector import FeedCollector
+from mapping.reference_data import load_formulary
+
+Message = tuple[str, bytes | None, bytes]
+
+
+def progress(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def settings_for(bootstrap: str) -> Settings:
+    prefix = f"b{uuid.uuid4().hex[:6]}"
+    topics = Topics(**{k: f"{prefix}.{v}" for k, v in Topics().model_dump().items()})
+    return Settings(bootstrap_servers=bootstrap, group_id=prefix, topics=topics, partitions=3, session_timeout_ms=6000,
+                    max_poll_interval_ms=30000, metrics_port=None)
+
+
+def produce(bootstrap: str, messages: list[Message], rate_per_s: float | None = None,
+            on_sent: Any = None) -> float:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024)
+    start = time.perf_counter()
+    for i, (topic, key, value) in enumerate(messages):
+        if rate_per_s is not None:
+            delay = start + i / rate_per_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        producer.send(topic, key=key, value=value)
+        if on_sent is not None:
+            on_sent(topic, key, value)
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - start
+
+
+def raw_passthrough(bootstrap: str, messages: list[Message]) -> float:
+    """Messages/s of a bare consume -> produce loop over the same bytes (no group: no join wait)."""
+    src, dst = f"raw-{uuid.uuid4().hex[:6]}", f"raw-out-{uuid.uuid4().hex[:6]}"
+    produce(bootstrap, [(src, k, v) for _, k, v in messages])
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, max_poll_records=1000)
+    partitions = [TopicPartition(src, p) for p in consumer.partitions_for_topic(src) or {0}]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024)
+    moved, start = 0, time.perf_counter()
+    while moved < len(messages):
+        for records in consumer.poll(500).values():
+            for r in records:
+                producer.send(dst, key=r.key, value=r.value)
+                moved += 1
+    producer.flush()
+    elapsed = time.perf_counter() - start
+    producer.close()
+    consumer.close()
+    return len(messages) / elapsed
+
+
+class ChargeWatcher(threading.Thread):
+    """Reads the charges topic; first arrival time and latest bundle per encounter."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                      enable_auto_commit=False, group_id=None)
+        self.latest: dict[str, dict] = {}
+        self.arrived: dict[str, list[float]] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for records in self.consumer.poll(100).values():
+                now = time.perf_counter()
+                for r in records:
+                    enc = r.key.decode()
+                    self.latest[enc] = json.loads(r.value)
+                    self.arrived.setdefault(enc, []).append(now)
+        self.consumer.close()
+
+
+def billable(bundle: dict) -> list[dict]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["status"] == "billable"]
+
+
+def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int) -> tuple[float, int, bool]:
+    """(input messages/s, messages, all results equal the offline path) for a preloaded backlog."""
+    settings = settings_for(bootstrap)
+    messages = generate(n_encounters, fmt, settings.topics, seed=seed)
+    truth = offline_charges(messages, settings.topics)
+    ensure_topics(settings)
+    produce(bootstrap, messages)
+    watcher = ChargeWatcher(bootstrap, settings.topics.charges)
+    watcher.start()
+    worker = Worker(settings, load_formulary(), Profile())
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    while not worker.ready:
+        time.sleep(0.01)
+    start = time.perf_counter()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if worker.stats["input"] >= len(messages) and len(watcher.latest) >= len(truth) and \
+                all(billable(watcher.latest.get(e, {"entry": []})) == items for e, items in truth.items()):
+            break
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    correct = all(billable(watcher.latest.get(e, {"entry": []})) == items for e, items in truth.items())
+    stop.set()
+    thread.join(30)
+    watcher.stop.set()
+    return len(messages) / elapsed, len(messages), correct
+
+
+def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int) -> tuple[float, float, int]:
+    """p50/p99 ms from producing an encounter's close to its first charges, at ``rate`` msgs/s."""
+    settings = settings_for(bootstrap)
+    messages: list[Message] = []
+    n = 1
+    while len(messages) < rate * seconds:
+        messages = generate(n, "fhir", settings.topics, seed=seed)
+        n += max(1, n // 2)
+    messages = messages[: int(rate * seconds)]
+    ensure_topics(settings)
+    watcher = ChargeWatcher(bootstrap, settings.topics.charges)
+    watcher.start()
+    worker = Worker(settings, load_formulary(), Profile())
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    while not worker.ready:
+        time.sleep(0.01)
+    closed_at: dict[str, float] = {}
+
+    def on_sent(topic: str, key: bytes | None, value: bytes) -> None:
+        if topic == settings.topics.fhir_encounters and key is not None:
+            closed_at[key.decode()] = time.perf_counter()
+
+    produce(bootstrap, messages, rate_per_s=rate, on_sent=on_sent)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(e in watcher.arrived for e in closed_at):
+        time.sleep(0.02)
+    latencies = sorted(1000 * (min(t for t in watcher.arrived[e] if t >= c) - c)
+                       for e, c in closed_at.items() if any(t >= c for t in watcher.arrived.get(e, [])))
+    stop.set()
+    thread.join(30)
+    watcher.stop.set()
+    if not latencies:
+        return float("nan"), float("nan"), 0
+    p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
+    return statistics.median(latencies), p99, len(latencies)
+
+
+def coding_core_rate(n: int, seed: int) -> tuple[float, float]:
+    """(encounters/s, administrations per encounter) of code_encounter on the synthetic mix."""
+    from zoneinfo import ZoneInfo
+
+    from coding_core.engine import code_encounter
+    from connectors.routing import route_fhir
+
+    topics = Topics()
+    collector = FeedCollector()
+    for _, _, value in generate(n, "fhir", topics, seed=seed):
+        for record in route_fhir(value, ZoneInfo("America/New_York")).records:
+            collector.offer(record)
+    encounters = list(collector.by_encounter().values())
+    formulary, profile = load_formulary(), Profile()
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for enc, events in encounters:
+            code_encounter(enc, events, formulary, profile)
+        best = min(best, time.perf_counter() - t)
+    return len(encounters) / best, sum(len(e) for _, e in encounters) / len(encounters)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _hold_open_encounters(n: int, seed: int) -> float:
+    """In a fresh process: RSS growth per open encounter held in the state store."""
+    from zoneinfo import ZoneInfo
+
+    from connectors.routing import route_fhir
+
+    topics = Topics()
+    messages = [m for m in generate(n, "fhir", topics, seed=seed) if m[0] == topics.fhir_administrations]
+    records = [r for _, _, v in messages for r in route_fhir(v, ZoneInfo("America/New_York")).records]
+    gc.collect()
+    before = rss_bytes()
+    store: dict[str, EncounterState] = {}
+    for r in records:
+        store.setdefault(r.key(), EncounterState(encounter_id=r.key())).apply(r, 0)
+    gc.collect()
+    after = rss_bytes()
+    assert all(s.lifecycle.value == "open" for s in store.values())
+    return (after - before) / len(store)
+
+
+def bytes_per_open_encounter(n: int, seed: int) -> float:
+    """A subprocess, so memory freed by earlier steps of the benchmark cannot hide the growth."""
+    code = f"from connectors.bench import _hold_open_encounters as h; print(h({n}, {seed}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="infusion-charges bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args(argv)
+    n_enc = 150 if args.quick else 1000
+    latency_s = 10 if args.quick else 30
+    results: dict[str, Any] = {}
+    with embedded_broker() as bootstrap:
+        progress(f"embedded broker at {bootstrap}; feeds of {n_enc} encounters (5-30 administrations each)")
+        base_messages = generate(n_enc, "fhir", Topics(), seed=args.seed)
+        progress(f"raw passthrough of {len(base_messages)} messages ...")
+        results["raw_passthrough_msgs_per_s"] = raw_passthrough(bootstrap, base_messages)
+        for fmt in ("fhir", "hl7"):
+            progress(f"pipeline, {fmt.upper()} backlog ...")
+            rate, count, correct = pipeline_backlog(bootstrap, fmt, n_enc, args.seed)
+            results[f"pipeline_{fmt}_msgs_per_s"] = rate
+            results[f"pipeline_{fmt}_messages"] = count
+            results[f"pipeline_{fmt}_correct"] = correct
+        progress(f"close-to-charge latency at 1,000 administrations/s for {latency_s} s ...")
+        p50, p99, closes = close_to_charge(bootstrap, 1000, latency_s, args.seed)
+        results.update(close_to_charge_p50_ms=p50, close_to_charge_p99_ms=p99, close_to_charge_encounters=closes)
+    progress("coding core and memory ...")
+    results["coding_core_encounters_per_s"], per_encounter = coding_core_rate(300 if args.quick else 2000, args.seed)
+    results["rss_bytes_per_open_encounter"] = bytes_per_open_encounter(200 if args.quick else 1000, args.seed)
+    results["ratio_fhir"] = results["pipeline_fhir_msgs_per_s"] / results["raw_passthrough_msgs_per_s"]
+    results["ratio_hl7"] = results["pipeline_hl7_msgs_per_s"] / results["raw_passthrough_msgs_per_s"]
+
+    goals = {"ratio_fhir": (">=", 0.5), "ratio_hl7": (">=", 0.3), "close_to_charge_p99_ms": ("<", 500),
+             "coding_core_encounters_per_s": (">=", 20000)}
+    rows = [
+        ("raw passthrough (ceiling)", f"{results['raw_passthrough_msgs_per_s']:,.0f} msgs/s", ""),
+        ("pipeline, FHIR", f"{results['pipeline_fhir_msgs_per_s']:,.0f} msgs/s", f"ratio {results['ratio_fhir']:.2f}"),
+        ("pipeline, HL7", f"{results['pipeline_hl7_msgs_per_s']:,.0f} msgs/s", f"ratio {results['ratio_hl7']:.2f}"),
+        ("close-to-charge p50 / p99", f"{p50:,.0f} / {p99:,.0f} ms", f"{closes} encounters"),
+        ("coding core", f"{results['coding_core_encounters_per_s']:,.0f} encounters/s", f"no Kafka, {per_encounter:.1f} admins/encounter"),
+        ("memory per open encounter", f"{results['rss_bytes_per_open_encounter']:,.0f} bytes", "RSS growth"),
+    ]
+    print(f"{'measure':<30}{'figure':>26}  note")
+    for name, figure, note in rows:
+        print(f"{name:<30}{figure:>26}  {note}")
+    for key, (op, target) in goals.items():
+        value = results[key]
+        met = value >= target if op == ">=" else value < target
+        print(f"goal {key} {op} {target}: {'met' if met else 'NOT met'} ({value:,.2f})")
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()}))
+    return 0 if results["pipeline_fhir_correct"] and results["pipeline_hl7_correct"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
