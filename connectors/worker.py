@@ -73,7 +73,12 @@ class Worker:
                                            t.hl7_ras: route_hl7, t.hl7_adt: route_hl7}
         self.stores: dict[int, dict[str, EncounterState]] = {}  # events partition -> encounter -> state
         self._dirty_states: dict[tuple[int, str], EncounterState | None] = {}  # to write to the changelog
-        self._offsets: dict[TopicPartition, int] = {}  # next offset to commit
+        self._offsets: dict[TopicPartition, int] = {}  # next offset after the last processed record
+        self._committed: dict[TopicPartition, int] = {}  # last committed offsets
+        # Encounter updates (closes, cancels) held until the other input partitions have been
+        # read up to their time: (timestamp, input partition, offset, record).  See _release.
+        self._held: list[tuple[int, TopicPartition, int, Mapped]] = []
+        self._input_time: dict[TopicPartition, int] = {}  # timestamp of the last record read
         self.stats = {"input": 0, "events": 0, "dead_letters": 0, "revisions": 0}
         self.metrics = Metrics()
         self.ready = False  # partitions assigned and their state restored (/readyz)
@@ -108,6 +113,13 @@ class Worker:
             def on_partitions_revoked(self, revoked: Any) -> None:
                 worker.ready = False
                 worker._checkpoint()
+                # held updates of revoked inputs: uncommitted, so the next owner reads them again
+                gone = set(revoked)
+                worker._held = [h for h in worker._held if h[1] not in gone]
+                for tp in gone:
+                    worker._offsets.pop(tp, None)
+                    worker._committed.pop(tp, None)
+                    worker._input_time.pop(tp, None)
                 for tp in revoked:
                     if tp.topic == worker.settings.topics.events:
                         worker.stores.pop(tp.partition, None)
@@ -131,6 +143,7 @@ class Worker:
                     for record in records:
                         self._handle(record)
                     self._offsets[tp] = records[-1].offset + 1
+                self._release()
                 now = time.monotonic()
                 if now >= next_tick:
                     self._tick()
@@ -172,10 +185,41 @@ class Worker:
         except Exception as e:  # a defect must not stop the worker or lose the message
             self._dead_letter(record, type(e).__name__, "unexpected error while mapping")
             return
+        tp = TopicPartition(record.topic, record.partition)
+        self._input_time[tp] = record.timestamp
         for mapped in routed.records:
-            self._send(self.settings.topics.events, key=mapped.key().encode(), value=_json(mapped.to_json()))
+            if mapped.kind == "encounter":
+                self._held.append((record.timestamp, tp, record.offset, mapped))
+            else:
+                self._forward(mapped)
         if routed.errors:
             self._dead_letter(record, "MappingError", " | ".join(str(e) for e in routed.errors))
+
+    def _forward(self, mapped: Mapped) -> None:
+        self._send(self.settings.topics.events, key=mapped.key().encode(), value=_json(mapped.to_json()))
+
+    def _release(self) -> None:
+        """Forward held encounter updates once every assigned input partition has been read up
+        to their timestamp (or to its end).  The feeds arrive on separate topics: without this, a
+        backlog's closes overtake their administrations and every late administration re-codes
+        a closed encounter.  Only *when* a record enters the events topic changes; what is coded
+        from the events topic stays deterministic."""
+        if not self._held:
+            return
+        inputs = set(self.settings.topics.inputs())
+        watermark: float = float("inf")
+        for tp in self.consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            high = self.consumer.highwater(tp)
+            if high is not None and self.consumer.position(tp) >= high:
+                continue  # caught up: nothing older can still come from it
+            watermark = min(watermark, self._input_time.get(tp, float("-inf")))
+        ready = sorted((h for h in self._held if h[0] <= watermark), key=lambda h: (h[0], h[1].topic, h[1].partition, h[2]))
+        if ready:
+            self._held = [h for h in self._held if h[0] > watermark]
+            for _, _, _, mapped in ready:
+                self._forward(mapped)
 
     def _dead_letter(self, record: Any, error_type: str, message: str) -> None:
         self.stats["dead_letters"] += 1
@@ -262,8 +306,13 @@ class Worker:
             value = state.to_bytes() if state is not None else None
             self._send(self.settings.topics.state, key=key.encode(), value=value, partition=partition)
         self._dirty_states.clear()
-        offsets = {tp: OffsetAndMetadata(offset, None, -1) for tp, offset in self._offsets.items()}
-        self._offsets.clear()
+        # Never commit past a held encounter update: after a crash it must be read again.
+        held_from: dict[TopicPartition, int] = {}
+        for _, tp, offset, _ in self._held:
+            held_from[tp] = min(offset, held_from.get(tp, offset))
+        target = {tp: min(offset, held_from.get(tp, offset)) for tp, offset in self._offsets.items()}
+        offsets = {tp: OffsetAndMetadata(o, None, -1) for tp, o in target.items() if self._committed.get(tp) != o}
+        self._committed.update(target)
         if not self.transactional:
             self.producer.flush()
             if offsets:
