@@ -120,3 +120,45 @@ def test_revision_bundle_puts_current_lines_and_withdraws_vanished_ones():
     r3 = revision_bundle("enc-1", 3, second, {**{i["id"]: i for i in second}, **{e["resource"]["id"]: e["resource"] for e in doc["entry"]}})
     assert all(e["resource"]["status"] == "billable" for e in r3["entry"])
     assert revision_bundle("enc-1", 1, first)["id"] != revision_bundle("enc-2", 1, first)["id"]
+
+
+def test_items_are_published_exactly_as_fhir_resources_writes_them():
+    """The built dict is published without a model round trip: it must already be canonical."""
+    from zoneinfo import ZoneInfo
+
+    from connectors.routing import route_fhir
+    from connectors.settings import Topics
+    from connectors.synthetic import generate
+    from mapping.collector import FeedCollector
+    from coding_core.engine import code_encounter
+    from coding_core.profile import Profile
+    from mapping.reference_data import load_formulary
+
+    collector = FeedCollector()
+    for _, _, value in generate(25, "fhir", Topics(), seed=3):
+        for record in route_fhir(value, ZoneInfo("America/New_York")).records:
+            collector.offer(record)
+    items = [it for enc, events in collector.by_encounter().values()
+             for it in to_charge_items(code_encounter(enc, events, load_formulary(), Profile()), enc)]
+    items += to_charge_items(run(*day()), ENCOUNTER)
+    assert len(items) > 200
+    for item in items:
+        assert ChargeItem.model_validate(item).model_dump(mode="json", exclude_none=True) == item
+
+
+def test_an_invalid_charge_item_is_never_returned(monkeypatch):
+    import pydantic
+
+    import mapping.chargeitem_out as out
+
+    result = run(*day())
+    good = to_charge_items(result, ENCOUNTER)  # validated and remembered
+    # the same lines with an id FHIR does not allow: validation must refuse them, cache or not
+    monkeypatch.setattr(out, "charge_item_ids", lambda enc, lines: ["bad id with spaces"] * len(lines))
+    try:
+        to_charge_items(result, ENCOUNTER)
+    except pydantic.ValidationError:
+        pass
+    else:
+        raise AssertionError("an invalid ChargeItem was returned")
+    assert good
