@@ -34,6 +34,7 @@ from connectors.settings import Settings, Topics
 from connectors.state import EncounterState
 from connectors.synthetic import generate, offline_charges
 from connectors.worker import Worker, ensure_topics
+from mapping.chargeitem_out import forget_validated
 from mapping.collector import FeedCollector
 from mapping.reference_data import load_formulary
 
@@ -121,6 +122,7 @@ def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int) -> 
     settings = settings_for(bootstrap)
     messages = generate(n_encounters, fmt, settings.topics, seed=seed)
     truth = offline_charges(messages, settings.topics)
+    forget_validated()  # the offline truth must not warm the pipeline's ChargeItem validation
     ensure_topics(settings)
     produce(bootstrap, messages)
     watcher = ChargeWatcher(bootstrap, settings.topics.charges)

@@ -88,6 +88,13 @@ class EncounterState(BaseModel):
     def encounter(self) -> EncounterInfo:
         return self._views()[0]
 
+    def _encounter_record(self) -> EncounterInfo | None:
+        """The feed's own Encounter record, without building the coding views (the lifecycle
+        is asked after every record; rebuilding the views each time made an encounter of n
+        administrations cost O(n^2))."""
+        held = self._held(f"encounter:{self.encounter_id}")
+        return held.encounter if held is not None else None
+
     def administrations(self) -> list[AdministrationEvent]:
         return list(self._views()[1])
 
@@ -95,7 +102,8 @@ class EncounterState(BaseModel):
 
     @property
     def lifecycle(self) -> Lifecycle:
-        status = (self.encounter().status or "").lower()
+        record = self._encounter_record()
+        status = ((record.status if record is not None else None) or "").lower()
         if status in DISCARDING_STATUSES:
             return Lifecycle.DISCARDED
         if status in CLOSING_STATUSES or self.idle_closed:
@@ -106,7 +114,8 @@ class EncounterState(BaseModel):
         """Close an outpatient encounter whose feed has been silent for ``idle_close_ms``."""
         if self.lifecycle is not Lifecycle.OPEN or now_ms - self.last_record_ms < idle_close_ms:
             return
-        if self.encounter().encounter_class is EncounterClass.INPATIENT:
+        record = self._encounter_record()
+        if record is not None and record.encounter_class is EncounterClass.INPATIENT:
             return  # inpatient stays wait for their discharge
         self.idle_closed = True
 
