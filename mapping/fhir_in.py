@@ -40,6 +40,7 @@ from coding_core.model import (
 )
 from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, UnreadableSourceError, summarize_validation_errors
+from mapping.fhir_shapes import ShapeValidator
 from mapping.vocabulary import (
     METHOD_CODES,
     ROUTE_CODES,
@@ -144,9 +145,14 @@ def version_of(data: Mapping[str, Any]) -> tuple[int | None, datetime | None]:
     return version, updated
 
 
+_VALIDATORS: dict[type[BaseModel], ShapeValidator] = {}
+
+
 def _validate(cls: type[BaseModel], data: Mapping[str, Any], rt: str) -> Any:
+    """fhir.resources validation; the mapping reads the result like a model (mapping/fhir_shapes.py)."""
+    validator = _VALIDATORS.get(cls) or _VALIDATORS.setdefault(cls, ShapeValidator(cls))
     try:
-        return cls.model_validate(data)
+        return validator.parse(dict(data))
     except ValidationError as e:
         raise MappingError(
             f"invalid {rt}: {summarize_validation_errors(e.errors())}",

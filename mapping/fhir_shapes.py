@@ -42,34 +42,87 @@ class ShapeValidator:
 
     def validate(self, resource: dict[str, Any]) -> None:
         """Raise (as fhir.resources would: ``pydantic.ValidationError``) unless ``resource`` is valid."""
+        self.parse(resource)
+
+    def parse(self, resource: dict[str, Any]) -> Any:
+        """The validated resource, read like a fhir.resources model: the model itself (new
+        shape), or a :class:`FhirView` whose primitive values are converted by the same types
+        (known shape).  An invalid resource raises fhir.resources' own error."""
         leaves: list[tuple[Path, Any]] = []
         shape = _shape(resource, (), leaves)
         if shape in self._shapes:
-            for path, value in leaves:
-                self._checks[path](value)
+            checks = self._checks
+            try:
+                for path, value in leaves:
+                    checks[path](value)
+            except (ValueError, TypeError):  # pydantic.ValidationError is a ValueError
+                return self.model.model_validate(resource)  # raises, with the element's location
             self.fast += 1
-            return
-        self.model.model_validate(resource)
+            return FhirView(resource, (), checks)
+        model = self.model.model_validate(resource)
         self.full += 1
-        # Remember the shape only when every leaf's element type is known (and no null).
+        self._learn(shape, leaves)
+        return model
+
+    def _learn(self, shape: Shape, leaves: list[tuple[Path, Any]]) -> None:
+        """Remember a validated shape when every leaf's element type is known (and no null)."""
+        if len(self._shapes) >= self.max_shapes:
+            return
         checks = {}
         for path, value in leaves:
             check = self._checks.get(path) or _leaf_check(self.model, path)
             if check is None or value is None:
                 return
             checks[path] = check
-        if len(self._shapes) < self.max_shapes:
-            self._checks.update(checks)
-            self._shapes[shape] = None
+        self._checks.update(checks)
+        self._shapes[shape] = None
+
+
+class FhirView:
+    """A validated resource dict read like a fhir.resources model: ``view.dosage.route.coding``;
+    primitive values come back as fhir.resources returns them (``dateTime`` -> datetime or
+    date, ``decimal`` -> Decimal); an absent element is None.  Python keywords take the
+    ``_fhir`` suffix, as in fhir.resources (``class_fhir``)."""
+
+    __slots__ = ("_data", "_path", "_checks", "__dict__")
+
+    def __init__(self, data: dict[str, Any], path: Path, checks: dict[Path, Callable[[Any], Any]]):
+        self._data, self._path, self._checks = data, path, checks
+
+    def __getattr__(self, name: str) -> Any:  # called once per element: the result is kept
+        key = name[:-5] if name.endswith("_fhir") else name
+        value = self._data.get(key)
+        result = None if value is None else _wrap(value, (*self._path, key), self._checks)
+        self.__dict__[name] = result
+        return result
+
+    def get_resource_type(self) -> Any:
+        return self._data.get("resourceType")
+
+
+def _wrap(value: Any, path: Path, checks: dict[Path, Callable[[Any], Any]]) -> Any:
+    if isinstance(value, dict):
+        return FhirView(value, path, checks)
+    if isinstance(value, list):
+        return [_wrap(v, path, checks) for v in value]
+    return checks[path](value)
 
 
 def _shape(node: Any, path: Path, leaves: list[tuple[Path, Any]]) -> Any:
-    if isinstance(node, dict):
-        return (_DICT, *((key, _shape(value, (*path, key), leaves)) for key, value in node.items()))
-    if isinstance(node, list):
-        return (_LIST, *(_shape(value, path, leaves) for value in node))
+    """The structure of a JSON value as a hashable key; its primitive values go to ``leaves``."""
+    kind = type(node)
+    if kind is dict:
+        out: list[Any] = [_DICT]
+        for key, value in node.items():
+            out.append(key)
+            out.append(_shape(value, (*path, key), leaves))
+        return tuple(out)
+    if kind is list:
+        return (_LIST, *[_shape(value, path, leaves) for value in node])
+    if isinstance(node, (dict, list)):  # a subclass: same structure, rare
+        return _shape(dict(node) if isinstance(node, dict) else list(node), path, leaves)
     leaves.append((path, node))
-    return type(node)
+    return kind
 
 
 def _leaf_check(model: type[BaseModel], path: Path) -> Callable[[Any], Any] | None:

@@ -122,3 +122,81 @@ def test_structural_mutations_get_the_fhir_resources_verdict(items):
     for mutated in mutations:
         assert shape_verdict(validator, mutated) == fhir_verdict(mutated), mutated.keys()
     assert any(not fhir_verdict(m) for m in mutations)
+
+
+# --- the FHIR mapper reads resources through the shape validator: same events, same errors --
+
+
+def fhir_corpus() -> list[dict]:
+    from pathlib import Path
+
+    from mapping.fhir_in import iter_json_document, iter_ndjson
+    from tests.test_fhir_in import dosage, r4, r5
+
+    root = Path(__file__).resolve().parent.parent / "samples"
+    resources = []
+    for path in sorted(root.glob("*.json")):
+        resources += [r for _, r in iter_json_document(path.read_text(), path.name)]
+    for path in sorted(root.glob("*.ndjson")):
+        resources += [r for _, r in iter_ndjson(path.read_text(), path.name)]
+    for _, _, value in generate(15, "fhir", Topics(), seed=9):
+        resources += [r for _, r in iter_json_document(value.decode(), "message")]
+    resources += [r4(), r5(), r4(effectiveDateTime=START_TIME), r4(dosage=dosage(rateQuantity={"value": 2, "unit": "mL/min"})),
+                  r4(dosage=dosage(method={"coding": [{"code": "IVP"}], "text": "push"})), r5(status="stopped"),
+                  r4(extension=[{"url": "https://infusion-charges.dev/fhir/StructureDefinition/wasted-amount",
+                                 "valueQuantity": {"value": 12.5, "unit": "mg"}}])]
+    return [r for r in resources if isinstance(r, dict)]
+
+
+START_TIME = "2026-03-02T09:00:00-05:00"
+
+
+def map_outcome(resource: dict, monkeypatch, validators: dict) -> object:
+    import mapping.fhir_in as fhir_in
+    from mapping.errors import MappingError
+
+    monkeypatch.setattr(fhir_in, "_VALIDATORS", validators)
+    try:
+        mapped = fhir_in.map_resource(copy.deepcopy(resource))
+    except MappingError as e:
+        return ("error", str(e))
+    return None if mapped is None else mapped.to_json()
+
+
+def full_only() -> dict:
+    """Validators that never learn a shape: every resource is a fhir.resources model."""
+    from fhir.resources.encounter import Encounter as E5
+    from fhir.resources.medicationadministration import MedicationAdministration as M5
+    from fhir.resources.R4B.encounter import Encounter as E4
+    from fhir.resources.R4B.medicationadministration import MedicationAdministration as M4
+
+    return {cls: ShapeValidator(cls, max_shapes=0) for cls in (M4, M5, E4, E5)}
+
+
+def test_mapping_through_views_equals_mapping_through_models(monkeypatch):
+    corpus = fhir_corpus()
+    assert len(corpus) > 300
+    learned: dict = {}
+    for resource in corpus:  # learn the shapes
+        map_outcome(resource, monkeypatch, learned)
+    fast_before = sum(v.fast for v in learned.values())
+    for resource in corpus:
+        assert map_outcome(resource, monkeypatch, learned) == map_outcome(resource, monkeypatch, full_only()), resource.get("id")
+    assert sum(v.fast for v in learned.values()) - fast_before > len(corpus) // 2
+
+
+def test_mutated_resources_map_or_fail_the_same_through_views(monkeypatch):
+    corpus = fhir_corpus()
+    learned: dict = {}
+    for resource in corpus:
+        map_outcome(resource, monkeypatch, learned)
+    sample = corpus[:: max(1, len(corpus) // 10)]
+    checked = 0
+    for resource in sample:
+        for path in leaves(resource):
+            for value in ODD_VALUES:
+                mutated = set_at(resource, path, value)
+                checked += 1
+                fast = map_outcome(mutated, monkeypatch, learned)
+                assert fast == map_outcome(mutated, monkeypatch, full_only()), (path, value)
+    assert checked > 1500
