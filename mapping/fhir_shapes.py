@@ -33,11 +33,14 @@ _LIST, _DICT = "[", "{"
 
 
 class ShapeValidator:
-    def __init__(self, model: type[BaseModel], max_shapes: int = 4096):
+    def __init__(self, model: type[BaseModel], max_shapes: int = 4096, max_values: int = 50_000):
         self.model = model
-        self.max_shapes = max_shapes
+        self.max_shapes, self.max_values = max_shapes, max_values
         self._shapes: dict[Shape, None] = {}
         self._checks: dict[Path, Callable[[Any], Any]] = {}
+        # (path, type, value) of primitive values already found valid: code systems, units,
+        # codes and extension URLs repeat in nearly every resource.  Bounded: emptied when full.
+        self._valid: set[tuple[Path, type, Any]] = set()
         self.full = self.fast = 0  # validations done in full / by primitive values only
 
     def validate(self, resource: dict[str, Any]) -> None:
@@ -51,10 +54,15 @@ class ShapeValidator:
         leaves: list[tuple[Path, Any]] = []
         shape = _shape(resource, (), leaves)
         if shape in self._shapes:
-            checks = self._checks
+            checks, valid = self._checks, self._valid
             try:
                 for path, value in leaves:
-                    checks[path](value)
+                    key = (path, value.__class__, value)
+                    if key not in valid:
+                        checks[path](value)
+                        if len(valid) >= self.max_values:
+                            valid.clear()
+                        valid.add(key)
             except (ValueError, TypeError):  # pydantic.ValidationError is a ValueError
                 return self.model.model_validate(resource)  # raises, with the element's location
             self.fast += 1
