@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     metrics_port: int | None = 9464
     # Results, changelog and offsets are checkpointed at most this often (and when idle).
     commit_interval_ms: int = Field(default=250, ge=10)
+    # Longest a fetch waits for data on the broker.  Kafka's 500 ms default adds up to half a
+    # second to close-to-charge when a fetch is parked on quiet partitions (measured on tansu:
+    # produce->consume max 176 ms at 500, 6 ms at 100).
+    fetch_max_wait_ms: int = Field(default=100, ge=0)
     # Input messages larger than this are dead-lettered without being parsed.
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
 

@@ -95,7 +95,7 @@ class Worker:
             **kafka, group_id=settings.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed" if self.transactional else "read_uncommitted",
             session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 3),
-            max_poll_interval_ms=settings.max_poll_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms, fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
 
     # --- running ------------------------------------------------------------------------
