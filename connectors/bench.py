@@ -33,7 +33,7 @@ from connectors.broker import embedded_broker
 from connectors.settings import Settings, Topics
 from connectors.state import EncounterState
 from connectors.synthetic import generate, offline_charges
-from connectors.worker import Worker, ensure_topics
+from connectors.worker import ensure_topics
 from mapping.chargeitem_out import forget_validated
 from mapping.collector import FeedCollector
 from mapping.reference_data import load_formulary
@@ -113,6 +113,52 @@ class ChargeWatcher(threading.Thread):
         self.consumer.close()
 
 
+class WorkerProcess:
+    """``infusion-charges run`` in its own process, as deployed: the harness's threads (the
+    producer, the charge watcher) do not share its interpreter lock.  Ready when /readyz says
+    its partitions are assigned and restored."""
+
+    def __init__(self, settings: Settings):
+        import socket
+        import tempfile
+
+        import yaml
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = tempfile.TemporaryDirectory(prefix="bench-worker-")
+        config = os.path.join(self.dir.name, "worker.yaml")
+        with open(config, "w") as f:
+            yaml.safe_dump(settings.model_copy(update={"metrics_port": self.port}).model_dump(mode="json", exclude_none=True), f)
+        self.proc = subprocess.Popen([sys.executable, "-m", "connectors.cli", "run", "--config", config],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self, timeout_s: float = 180) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("worker not ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.dir.cleanup()
+
+
 def billable(bundle: dict) -> list[dict]:
     return [e["resource"] for e in bundle["entry"] if e["resource"]["status"] == "billable"]
 
@@ -127,23 +173,20 @@ def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int) -> 
     produce(bootstrap, messages)
     watcher = ChargeWatcher(bootstrap, settings.topics.charges)
     watcher.start()
-    worker = Worker(settings, load_formulary(), Profile())
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    while not worker.ready:
-        time.sleep(0.01)
+    worker = WorkerProcess(settings)
+    worker.wait_ready()
     start = time.perf_counter()
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if worker.stats["input"] >= len(messages) and len(watcher.latest) >= len(truth) and \
-                all(billable(watcher.latest.get(e, {"entry": []})) == items for e, items in truth.items()):
-            break
+    seen = -1
+    correct = False
+    while time.monotonic() < deadline and not correct:
         time.sleep(0.02)
+        arrived = sum(len(v) for v in list(watcher.arrived.values()))
+        if arrived != seen:  # compare only when new results came in
+            seen = arrived
+            correct = all(billable(watcher.latest.get(e, {"entry": []})) == items for e, items in truth.items())
     elapsed = time.perf_counter() - start
-    correct = all(billable(watcher.latest.get(e, {"entry": []})) == items for e, items in truth.items())
-    stop.set()
-    thread.join(30)
+    worker.stop()
     watcher.stop.set()
     return len(messages) / elapsed, len(messages), correct
 
@@ -160,12 +203,8 @@ def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int) -> t
     ensure_topics(settings)
     watcher = ChargeWatcher(bootstrap, settings.topics.charges)
     watcher.start()
-    worker = Worker(settings, load_formulary(), Profile())
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    while not worker.ready:
-        time.sleep(0.01)
+    worker = WorkerProcess(settings)
+    worker.wait_ready()
     closed_at: dict[str, float] = {}
 
     def on_sent(topic: str, key: bytes | None, value: bytes) -> None:
@@ -178,8 +217,7 @@ def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int) -> t
         time.sleep(0.02)
     latencies = sorted(1000 * (min(t for t in watcher.arrived[e] if t >= c) - c)
                        for e, c in closed_at.items() if any(t >= c for t in watcher.arrived.get(e, [])))
-    stop.set()
-    thread.join(30)
+    worker.stop()
     watcher.stop.set()
     if not latencies:
         return float("nan"), float("nan"), 0
