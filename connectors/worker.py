@@ -90,7 +90,7 @@ class Worker:
         if self.transactional:
             # Stable per worker instance (fencing of a zombie after restart): give each pod its own client_id.
             txn = {"transactional_id": f"{settings.group_id}-{settings.client_id}", "enable_idempotence": True}
-        self.producer = KafkaProducer(**kafka, acks="all", linger_ms=5, retries=10, **txn)
+        self.producer = KafkaProducer(**kafka, acks="all", linger_ms=settings.linger_ms, retries=10, **txn)
         self.consumer = KafkaConsumer(
             **kafka, group_id=settings.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed" if self.transactional else "read_uncommitted",
@@ -196,7 +196,7 @@ class Worker:
             self._dead_letter(record, "MappingError", " | ".join(str(e) for e in routed.errors))
 
     def _forward(self, mapped: Mapped) -> None:
-        self._send(self.settings.topics.events, key=mapped.key().encode(), value=_json(mapped.to_json()))
+        self._send(self.settings.topics.events, key=mapped.key().encode(), value=_event_json(mapped.to_json()))
 
     def _release(self) -> None:
         """Forward held encounter updates once every assigned input partition has been read up
@@ -355,6 +355,14 @@ class Worker:
             reader.close()
         log.info("restored %d encounter states from %s[%d]", len(store), tp.topic, partition)
         return store
+
+
+_EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _event_json(doc: Any) -> bytes:
+    """Internal events: compact, in the mapper's own key order (no sorting: ~30% cheaper)."""
+    return _EVENT_ENCODER.encode(doc).encode()
 
 
 def _json(doc: Any) -> bytes:
