@@ -28,6 +28,8 @@ class Metrics:
         self.dead_lettered = Counter("infusion_charges_messages_dead_lettered", "Messages sent to the dead-letter topic",
                                      ["topic"], registry=r)
         self.revisions = Counter("infusion_charges_revisions_published", "Charge revisions published", registry=r)
+        self.coding_failures = Counter("infusion_charges_coding_failures", "Encounters whose coding raised an error",
+                                       registry=r)
         self.rebalances = Counter("infusion_charges_rebalances", "Partition assignments received", registry=r)
         self.encounters_open = Gauge("infusion_charges_encounters_open", "Encounters held open in local state", registry=r)
         self.encounters_held = Gauge("infusion_charges_encounters_held", "Encounters in local state (open and closed)", registry=r)

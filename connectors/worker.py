@@ -79,7 +79,7 @@ class Worker:
         # read up to their time: (timestamp, input partition, offset, record).  See _release.
         self._held: list[tuple[int, TopicPartition, int, Mapped]] = []
         self._input_time: dict[TopicPartition, int] = {}  # timestamp of the last record read
-        self.stats = {"input": 0, "events": 0, "dead_letters": 0, "revisions": 0}
+        self.stats = {"input": 0, "events": 0, "dead_letters": 0, "revisions": 0, "coding_failures": 0}
         self.metrics = Metrics()
         self.ready = False  # partitions assigned and their state restored (/readyz)
         self.ops: OpsServer | None = None
@@ -245,13 +245,25 @@ class Worker:
         store[key] = state
         if state.apply(mapped, record.timestamp) != "duplicate":
             self._dirty_states[(record.partition, key)] = state
-        self._code_if_due(record.partition, state)
+        self._code_if_due(record.partition, state, record)
 
-    def _code_if_due(self, partition: int, state: EncounterState) -> None:
+    def _code_if_due(self, partition: int, state: EncounterState, record: Any = None) -> None:
         if not state.due():
             return
-        with self.metrics.coding_seconds.time():
-            bundle = state.code(self.formulary, self.profile)
+        try:
+            with self.metrics.coding_seconds.time():
+                bundle = state.code(self.formulary, self.profile)
+        except Exception as e:  # a defect must not stop the worker nor block the partition behind it
+            # The encounter stays as it was published (nothing withdrawn), is no longer due
+            # (no retry loop), and is coded again when its next record arrives.
+            self._dirty_states[(partition, state.encounter_id)] = state
+            self.stats["coding_failures"] += 1
+            self.metrics.coding_failures.inc()
+            log.error("coding failed for encounter %s: %s", state.encounter_id, type(e).__name__,
+                      extra={"encounter_id": state.encounter_id, "error_type": type(e).__name__})
+            if record is not None:
+                self._dead_letter(record, "CodingError", f"coding encounter {state.encounter_id} raised {type(e).__name__}")
+            return
         self._dirty_states[(partition, state.encounter_id)] = state
         if bundle is None:
             return

@@ -232,3 +232,44 @@ def test_health_readiness_and_metrics_endpoints(kafka_bootstrap):
             assert e.code == 404
     finally:
         worker.close()
+
+
+def test_an_encounter_whose_coding_fails_is_dead_lettered_and_the_worker_goes_on(kafka_bootstrap, monkeypatch):
+    import connectors.state
+
+    settings = settings_for(kafka_bootstrap)
+    truth = offline_truth()
+    broken = sorted(truth)[0]
+    real = connectors.state.code_encounter
+
+    def code_encounter(encounter, *args, **kwargs):
+        if encounter.id == broken:
+            raise ZeroDivisionError("a defect in the rules")
+        return real(encounter, *args, **kwargs)
+
+    monkeypatch.setattr(connectors.state, "code_encounter", code_encounter)
+    worker = Running(settings)
+    try:
+        produce(kafka_bootstrap, sample_messages(settings))
+        others = {e: items for e, items in truth.items() if e != broken}
+
+        def done(latest):
+            return all(e in latest and billable(latest[e]) == items for e, items in others.items())
+
+        latest = latest_revisions(kafka_bootstrap, settings.topics.charges, done)
+        assert done(latest) and broken not in latest
+        dlq = KafkaConsumer(settings.topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                            group_id=None, enable_auto_commit=False)
+        got = []
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            for records in dlq.poll(500).values():
+                got.extend(records)
+        dlq.close()
+        headers = [dict(r.headers) for r in got]
+        assert headers and all(h["error.type"] == b"CodingError" for h in headers)
+        assert all(broken.encode() in h["error.message"] and b"ZeroDivisionError" in h["error.message"] for h in headers)
+        assert all(h["source.topic"].decode() == settings.topics.events for h in headers)
+        assert worker.thread.is_alive() and worker.worker.stats["coding_failures"] == len(got)
+    finally:
+        worker.close()
