@@ -8,7 +8,7 @@ push/infusion time threshold and the hydration stop time derived from volume / r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 
@@ -66,13 +66,13 @@ NOT_ADMINISTRATION_CLASSES = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Note:
     code: str
     message: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Classified:
     """An administration after step 1.  ``kind`` is None when it yields no service."""
 
@@ -85,8 +85,10 @@ class Classified:
     start: datetime | None = None
     end: datetime | None = None
     excluded: str | None = None  # reason it yields no administration service
-    warnings: list[Note] = field(default_factory=list)
+    warnings: list[Note] = field(default_factory=list)  # add with ``_note`` (may be the shared empty _NO_NOTES)
     drug_billable: bool = True  # does it produce a drug (HCPCS) line?
+    id: str = ""  # event.id
+    site: str | None = None  # event.access_site, computed once
 
     @property
     def minutes(self) -> int | None:
@@ -127,49 +129,53 @@ def _route(event: AdministrationEvent, drug_class: DrugClass) -> tuple[Route, No
 
 
 def classify(event: AdministrationEvent, formulary: Formulary, profile: Profile) -> Classified:
+    return classify_at(event, to_utc(event.start) if event.start is not None else None, formulary, profile)
+
+
+def classify_at(event: AdministrationEvent, start: datetime | None, formulary: Formulary, profile: Profile) -> Classified:
+    """``classify`` with the event's start already converted to UTC (``to_utc``)."""
     entry = formulary.lookup(event.drug_codings, event.drug_text)
-    drug_key, drug_name = drug_identity(event, entry)
-    drug_class = entry.drug_class if entry is not None else DrugClass.THERAPEUTIC
-    c = Classified(
-        event, entry, drug_class, drug_key, drug_name,
-        start=to_utc(event.start) if event.start is not None else None,
-        end=to_utc(event.end) if event.end is not None else None,
-    )
+    if entry is not None:
+        drug_key, drug_name = "hcpcs:" + entry.hcpcs, entry.name
+        drug_class = entry.drug_class
+    else:
+        drug_key, drug_name = drug_identity(event, entry)
+        drug_class = DrugClass.THERAPEUTIC
+    end = event.end
+    if end is not None:
+        end = end.astimezone(timezone.utc)
+    c = Classified(event, entry, drug_class, drug_key, drug_name, None, start, end, None, _NO_NOTES, True, event.id, event.access_site)
     if entry is None:
-        c.warnings.append(Note("unknown-drug", f"administration {event.id}: drug '{drug_name}' is not in the formulary; coded conservatively as a therapeutic drug with an unclassified drug line"))
+        _note(c, Note("unknown-drug", f"administration {event.id}: drug '{drug_name}' is not in the formulary; coded conservatively as a therapeutic drug with an unclassified drug line"))
 
-    def exclude(reason: str, *, drug_line: bool = True) -> Classified:
-        c.excluded = reason
-        c.drug_billable = drug_line
-        return c
-
-    if event.method is Method.FLUSH:
+    method = event.method
+    if method is Method.FLUSH:
         if (event.access_type or "").lower() == "port":
             c.kind = Kind.PORT_IRRIGATION
             c.drug_billable = False
             return c
-        return exclude("line flush: bundled, not a drug administration service", drug_line=False)
+        return _exclude(c, "line flush: bundled, not a drug administration service", False)
     if event.kvo:
-        return exclude("keep-vein-open (KVO/TKO) rate: not hydration, bundled", drug_line=False)
+        return _exclude(c, "keep-vein-open (KVO/TKO) rate: not hydration, bundled", False)
     if drug_class in NOT_ADMINISTRATION_CLASSES:
-        return exclude(NOT_ADMINISTRATION_CLASSES[drug_class])
+        return _exclude(c, NOT_ADMINISTRATION_CLASSES[drug_class])
     if event.part_of_procedure:
-        return exclude("given as part of a procedure (e.g. procedural sedation): integral to it, not separately billable as drug administration")
-    if event.method is Method.PUMP_REFILL:
+        return _exclude(c, "given as part of a procedure (e.g. procedural sedation): integral to it, not separately billable as drug administration")
+    if method is Method.PUMP_REFILL:
         c.kind = Kind.PUMP_REFILL_IMPLANTABLE if event.pump is PumpType.IMPLANTABLE else Kind.PUMP_REFILL_PORTABLE
         return c
 
     route, note = _route(event, drug_class)
     if note:
-        c.warnings.append(note)
+        _note(c, note)
     if route is Route.UNKNOWN:
-        c.warnings.append(Note("missing-route", f"administration {event.id}: route not documented; no administration service coded"))
-        return exclude("route not documented")
+        _note(c, Note("missing-route", f"administration {event.id}: route not documented; no administration service coded"))
+        return _exclude(c, "route not documented")
     if c.start is None:
-        c.warnings.append(Note("missing-start-time", f"administration {event.id}: no start time; no administration service coded"))
-        return exclude("no start time documented")
+        _note(c, Note("missing-start-time", f"administration {event.id}: no start time; no administration service coded"))
+        return _exclude(c, "no start time documented")
     if c.end is not None and c.end < c.start:
-        c.warnings.append(Note("stop-before-start", f"administration {event.id}: stop time precedes start time; stop time ignored"))
+        _note(c, Note("stop-before-start", f"administration {event.id}: stop time precedes start time; stop time ignored"))
         c.end = None
 
     if (
@@ -181,25 +187,41 @@ def classify(event: AdministrationEvent, formulary: Formulary, profile: Profile)
     ):
         hours = event.volume_ml / event.rate_ml_per_h
         c.end = c.start + timedelta(minutes=int(hours * 60))
-        c.warnings.append(Note("stop-time-derived", f"administration {event.id}: hydration stop time derived from volume {event.volume_ml} mL / rate {event.rate_ml_per_h} mL/h"))
+        _note(c, Note("stop-time-derived", f"administration {event.id}: hydration stop time derived from volume {event.volume_ml} mL / rate {event.rate_ml_per_h} mL/h"))
 
     if drug_class is DrugClass.HYDRATION and route in (Route.IV, Route.SC):
         if event.method is Method.PUSH:
-            return exclude("fluid given as a push is a flush, not hydration", drug_line=False)
+            return _exclude(c, "fluid given as a push is a flush, not hydration", False)
         if event.rate_ml_per_h is not None and event.rate_ml_per_h <= profile.kvo_max_rate_ml_per_h:
-            return exclude(f"rate {event.rate_ml_per_h} mL/h is keep-vein-open (<= {profile.kvo_max_rate_ml_per_h} mL/h), not hydration", drug_line=False)
+            return _exclude(c, f"rate {event.rate_ml_per_h} mL/h is keep-vein-open (<= {profile.kvo_max_rate_ml_per_h} mL/h), not hydration", False)
 
     technique = _technique(c, route)
     if technique is None:
         return c  # excluded inside _technique
     kind = KIND_TABLE.get((route, technique, drug_class))
     if kind is None:
-        return exclude(f"{drug_class.value} by {route.value} {technique} is not a drug administration service")
+        return _exclude(c, f"{drug_class.value} by {route.value} {technique} is not a drug administration service")
     if kind in PROLONGED_PUMP_KIND and event.pump is not None:
         m = c.minutes
         if m is not None and m >= THRESHOLDS.prolonged_pump_min_minutes:
             kind = PROLONGED_PUMP_KIND[kind]
     c.kind = kind
+    return c
+
+
+_NO_NOTES: list[Note] = []  # shared "no warnings": never appended to (see _note)
+
+
+def _note(c: Classified, note: Note) -> None:
+    if c.warnings is _NO_NOTES:
+        c.warnings = [note]
+    else:
+        c.warnings.append(note)
+
+
+def _exclude(c: Classified, reason: str, drug_line: bool = True) -> Classified:
+    c.excluded = reason
+    c.drug_billable = drug_line
     return c
 
 
@@ -221,14 +243,14 @@ def _technique(c: Classified, route: Route) -> Technique | None:
         return Technique.PUSH if minutes <= THRESHOLDS.push_max_minutes else Technique.INFUSION
     # No stop time.
     if c.drug_class is DrugClass.HYDRATION:
-        c.warnings.append(Note("missing-stop-time", f"administration {event.id}: hydration with no stop time and no volume/rate to derive one: not billable"))
+        _note(c, Note("missing-stop-time", f"administration {event.id}: hydration with no stop time and no volume/rate to derive one: not billable"))
         c.excluded = "hydration without a stop time"
         return None
     push_plausible = event.method is not Method.INFUSION and event.rate_ml_per_h is None
     if push_plausible:
-        c.warnings.append(Note("missing-stop-time", f"administration {event.id}: no stop time; reported as a push (documentation needed for an infusion)"))
+        _note(c, Note("missing-stop-time", f"administration {event.id}: no stop time; reported as a push (documentation needed for an infusion)"))
         return Technique.PUSH
-    c.warnings.append(Note("missing-stop-time", f"administration {event.id}: infusion with no stop time: not billable as an infusion"))
+    _note(c, Note("missing-stop-time", f"administration {event.id}: infusion with no stop time: not billable as an infusion"))
     c.excluded = "infusion without a stop time"
     return None
 
@@ -255,5 +277,16 @@ _UNIT_TABLE: dict[str, tuple[Decimal, str]] = {
 }
 
 
+_CANON_CACHE: dict[str, tuple[Decimal, str] | None] = {}
+_CANON_CACHE_MAX = 1024
+
+
 def _canon_unit(unit: str) -> tuple[Decimal, str] | None:
-    return _UNIT_TABLE.get(unit.strip().lower().replace("{", "").replace("}", ""))
+    try:
+        return _CANON_CACHE[unit]
+    except KeyError:
+        pass
+    canon = _UNIT_TABLE.get(unit.strip().lower().replace("{", "").replace("}", ""))
+    if len(_CANON_CACHE) < _CANON_CACHE_MAX:
+        _CANON_CACHE[unit] = canon
+    return canon

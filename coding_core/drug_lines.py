@@ -8,14 +8,16 @@ profile.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import ROUND_CEILING, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from coding_core.classify import Classified, Note, dose_in
 from coding_core.formulary import NDC_SYSTEM, normalize_ndc
-from coding_core.model import CodedLine, Coding, trusted
+from coding_core.model import CodedLine, coded_line
 from coding_core.profile import Profile
 from coding_core.rules import UNCLASSIFIED_DRUG_HCPCS
 from coding_core.timing import local_date
@@ -34,75 +36,115 @@ def _fmt(d: Decimal) -> str:
     return format(d.normalize(), "f")
 
 
-def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo) -> tuple[list[CodedLine], list[Note]]:
+def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
+               day_of: Callable[[datetime], date] | None = None) -> tuple[list[CodedLine], list[Note]]:
+    """``day_of``: the local date of an instant in ``tz`` (e.g. a per-encounter cache)."""
     lines: list[CodedLine] = []
     notes: list[Note] = []
-    groups: dict[tuple, list[Classified]] = defaultdict(list)
+    route_mods = profile.route_drug_modifiers
+    groups: dict[tuple[Any, ...], list[Classified]] = {}
     for c in classified:
-        if not c.drug_billable or c.start is None:
+        start = c.start
+        if not c.drug_billable or start is None:
             continue
-        hcpcs = c.entry.hcpcs if c.entry is not None else UNCLASSIFIED_DRUG_HCPCS
-        route_mod = profile.route_drug_modifiers.get(c.event.route.value)
-        groups[(local_date(c.start, tz), hcpcs, c.drug_key, route_mod)].append(c)
+        entry = c.entry
+        hcpcs = entry.hcpcs if entry is not None else UNCLASSIFIED_DRUG_HCPCS
+        day = day_of(start) if day_of is not None else local_date(start, tz)
+        # Without route modifiers every group's route modifier is None: the 3-tuple sorts the same.
+        key = (day, hcpcs, c.drug_key, route_mods.get(c.event.route.value)) if route_mods else (day, hcpcs, c.drug_key)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [c]
+        else:
+            group.append(c)
 
-    for (day, hcpcs, _key, route_mod), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3] or "")):
-        items.sort(key=lambda c: c.event.id)
-        ids = tuple(c.event.id for c in items)
-        entry = items[0].entry
+    ordered = (sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3] or "")) if route_mods
+               else sorted(groups.items()))  # keys are unique: the lists are never compared
+    line_mods = profile.drug_line_modifiers
+    jw_jz = profile.jw_jz
+    for gkey, items in ordered:
+        day, hcpcs = gkey[0], gkey[1]
+        route_mod: str | None = gkey[3] if route_mods else None
+        if len(items) > 1:
+            items.sort(key=_by_id)
+            ids = tuple([c.id for c in items])
+        else:
+            ids = (items[0].id,)
+        first = items[0]
+        entry = first.entry
         ndc = _ndc(items)
-        codings = items[0].event.drug_codings
-        modifiers = [m for m in (route_mod, *profile.drug_line_modifiers) if m]
-        name = items[0].drug_name
+        codings = first.event.drug_codings
+        modifiers: tuple[str, ...] = tuple([m for m in ((route_mod, *line_mods) if line_mods else (route_mod,)) if m])
+        name = first.drug_name
         if entry is None:
-            lines.append(_line(hcpcs, 1, modifiers, day, ids, name, codings, ndc, "drug.unclassified",
-                               f"{name} is not in the formulary: unclassified drug {hcpcs}, 1 unit; NDC and invoice needed"))
+            lines.append(coded_line(hcpcs, "HCPCS", 1, modifiers, day, ids, "drug.unclassified",
+                                    f"{name} is not in the formulary: unclassified drug {hcpcs}, 1 unit; NDC and invoice needed",
+                                    None, None, name, codings, ndc, "drug"))
             continue
         bu, bu_unit = entry.billing_unit_value, entry.billing_unit
-        total = Decimal(0)
-        waste = Decimal(0)
+        total = _ZERO
+        waste = _ZERO
         waste_documented = False
-        problem: str | None = None
         for c in items:
-            dose = c.event.dose
-            if dose is None and c.event.volume_ml is not None:
-                amount = dose_in(c.event.volume_ml, "mL", bu_unit)
-            elif dose is None:
-                amount = None
+            event = c.event
+            dose = event.dose
+            if dose is None:
+                volume = event.volume_ml
+                amount = dose_in(volume, "mL", bu_unit) if volume is not None else None
             else:
                 amount = dose_in(dose.value, dose.unit, bu_unit)
             if amount is None:
-                problem = "missing-dose" if dose is None and c.event.volume_ml is None else "dose-unit-mismatch"
+                problem = "missing-dose" if dose is None and event.volume_ml is None else "dose-unit-mismatch"
                 what = "not documented" if dose is None else f"in {dose.unit} cannot be converted to {bu_unit}"
-                notes.append(Note(problem, f"administration {c.event.id}: dose {what}; {hcpcs} billed conservatively"))
+                notes.append(Note(problem, f"administration {c.id}: dose {what}; {hcpcs} billed conservatively"))
                 continue
             total += amount
-            if c.event.wasted is not None:
+            wasted = event.wasted
+            if wasted is not None:
                 waste_documented = True
-                w = dose_in(c.event.wasted.value, c.event.wasted.unit, bu_unit)
+                w = dose_in(wasted.value, wasted.unit, bu_unit)
                 if w is None:
-                    notes.append(Note("dose-unit-mismatch", f"administration {c.event.id}: wasted amount in {c.event.wasted.unit} cannot be converted to {bu_unit}"))
+                    notes.append(Note("dose-unit-mismatch", f"administration {c.id}: wasted amount in {wasted.unit} cannot be converted to {bu_unit}"))
                 else:
                     waste += w
-        units = max(1, _ceil(total / bu)) if total > 0 else 1
-        reason = (
-            f"{name}: {_fmt(total)} {bu_unit} / {_fmt(bu)} {bu_unit} per unit = {_fmt(total / bu)} -> {units} unit(s), rounded up"
-            if total > 0 else f"{name}: dose unknown, 1 unit billed conservatively"
-        )
-        mods = list(modifiers)
+        mods = modifiers
         jw_units = 0
-        if profile.jw_jz and entry.single_dose and total > 0:
-            if waste > 0:
-                jw_units = _ceil((total + waste) / bu) - units
-                if jw_units <= 0:
-                    reason += f"; discarded {_fmt(waste)} {bu_unit} falls within the rounded-up administered units, no JW line"
-            elif not waste_documented or waste == 0:
-                mods.append("JZ")
-                reason += "; single-dose container, no discarded amount: JZ"
-        lines.append(_line(hcpcs, units, mods, day, ids, name, codings, ndc, "drug.administered", reason))
+        if total > 0:
+            per_unit = total / bu
+            units = max(1, _ceil(per_unit))
+            bu_text = _BU_TEXT.get(bu)
+            if bu_text is None:
+                bu_text = _fmt(bu)
+                if len(_BU_TEXT) < 1024:
+                    _BU_TEXT[bu] = bu_text
+            reason = f"{name}: {_fmt(total)} {bu_unit} / {bu_text} {bu_unit} per unit = {_fmt(per_unit)} -> {units} unit(s), rounded up"
+            if jw_jz and entry.single_dose:
+                if waste > 0:
+                    jw_units = _ceil((total + waste) / bu) - units
+                    if jw_units <= 0:
+                        reason += f"; discarded {_fmt(waste)} {bu_unit} falls within the rounded-up administered units, no JW line"
+                elif not waste_documented or waste == 0:
+                    mods = (*modifiers, "JZ")
+                    reason += "; single-dose container, no discarded amount: JZ"
+        else:
+            units = 1
+            reason = f"{name}: dose unknown, 1 unit billed conservatively"
+        lines.append(coded_line(hcpcs, "HCPCS", units, mods, day, ids, "drug.administered", reason, None, None, name, codings, ndc, "drug"))
         if jw_units > 0:
-            lines.append(_line(hcpcs, jw_units, [*modifiers, "JW"], day, ids, name, codings, ndc, "drug.wasted",
-                               f"{name}: discarded {_fmt(waste)} {bu_unit} from single-dose container(s): {jw_units} unit(s) with JW"))
+            lines.append(coded_line(hcpcs, "HCPCS", jw_units, (*modifiers, "JW"), day, ids, "drug.wasted",
+                                    f"{name}: discarded {_fmt(waste)} {bu_unit} from single-dose container(s): {jw_units} unit(s) with JW",
+                                    None, None, name, codings, ndc, "drug"))
     return lines, notes
+
+
+_ZERO = Decimal(0)
+# _fmt of billing-unit values.  _fmt depends only on the value (normalize), except for the sign of
+# zero, and a zero billing unit never gets here (the division above raises).
+_BU_TEXT: dict[Decimal, str] = {}
+
+
+def _by_id(c: Classified) -> str:
+    return c.id
 
 
 def _ndc(items: list[Classified]) -> str | None:
@@ -113,11 +155,3 @@ def _ndc(items: list[Classified]) -> str | None:
             if cd.system == NDC_SYSTEM:
                 return normalize_ndc(cd.code)
     return None
-
-
-def _line(code, units, modifiers, day, ids, name, codings: tuple[Coding, ...], ndc, rule, reason) -> CodedLine:
-    return trusted(CodedLine, 
-        code=code, system="HCPCS", units=units, modifiers=tuple(modifiers), service_date=day,
-        administration_ids=ids, rule=rule, reason=reason, minutes=None, access_site=None,
-        drug_name=name, drug_codings=tuple(codings), ndc=ndc, role="drug",
-    )

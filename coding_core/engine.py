@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
-from coding_core.classify import Classified, Note, classify
+from coding_core.classify import Classified, Note, classify_at
 from coding_core.drug_lines import drug_lines
 from coding_core.formulary import Formulary
 from coding_core.model import (
@@ -36,7 +37,10 @@ from coding_core.model import (
     EncounterInfo,
     Exclusion,
     Setting,
-    trusted,
+    coded_line,
+    coding_result,
+    coding_warning,
+    exclusion,
 )
 from coding_core.profile import Profile
 from coding_core.rules import (
@@ -53,7 +57,7 @@ from coding_core.rules import (
     Kind,
     Role,
 )
-from coding_core.timing import Interval, to_utc, fmt_local, hour_blocks, local_date, overlap_minutes, subtract, total_minutes, union, whole_minutes
+from coding_core.timing import Interval, hour_starts, local_date, local_parts, overlap_minutes, subtract, total_minutes, union, whole_minutes
 
 IGNORED_STATUSES = {
     AdminStatus.ENTERED_IN_ERROR: "entered in error: ignored",
@@ -71,25 +75,45 @@ def _zone(name: str) -> ZoneInfo:
 class Service:
     """One billable unit of work on an access: a push, or an infusate (same drug, bags summed)."""
 
-    __slots__ = ("kind", "drug_key", "drug_name", "members", "intervals", "start", "ids", "minutes", "site")
+    __slots__ = ("kind", "drug_key", "drug_name", "members", "intervals", "start", "ids", "minutes", "site",
+                 "described", "order", "rank_order")
 
     def __init__(self, kind: Kind, drug_key: str, drug_name: str, members: list[Classified], intervals: list[Interval]):
         self.kind, self.drug_key, self.drug_name, self.members = kind, drug_key, drug_name, members
-        starts = [m.start for m in members if m.start is not None]
-        self.start: datetime = min(starts) if starts else _FAR_PAST
-        self.ids: tuple[str, ...] = tuple(sorted(m.event.id for m in members))
-        self.site: str | None = members[0].event.access_site if members else None
-        self.set_intervals(intervals)
+        self.start: datetime
+        self.ids: tuple[str, ...]
+        self.site: str | None
+        if len(members) == 1:
+            m = members[0]
+            self.start = m.start if m.start is not None else _FAR_PAST
+            self.ids = (m.id,)
+            self.site = m.site
+        else:
+            starts = [m.start for m in members if m.start is not None]
+            self.start = min(starts) if starts else _FAR_PAST
+            self.ids = tuple(sorted([m.id for m in members]))
+            self.site = members[0].site if members else None
+        self.intervals = intervals
+        self.minutes = total_minutes(intervals)
+        self.described: str | None = None  # ``_Ctx.describe`` of the current intervals
+        self.order = (self.start, self.ids)  # start/ids never change after construction
+        rank = HIERARCHY_RANK.get(kind)
+        self.rank_order = (-rank, self.start, self.ids) if rank is not None else None
 
     def set_intervals(self, intervals: list[Interval]) -> None:
         self.intervals = intervals
         self.minutes = total_minutes(intervals)
+        self.described = None
 
     def order_key(self) -> tuple:
-        return (self.start, self.ids)
+        return self.order
 
     def hierarchy_key(self) -> tuple:
         return (-HIERARCHY_RANK[self.kind], self.start, self.ids)
+
+
+_ORDER = attrgetter("order")
+_RANK_ORDER = attrgetter("rank_order")
 
 
 @dataclass
@@ -102,48 +126,52 @@ class _Ctx:
     exclusions: list[Exclusion] = field(default_factory=list)
     concurrent_reported: bool = False
     _local: dict = field(default_factory=dict)
-    _day: dict = field(default_factory=dict)
 
     @property
     def facility(self) -> bool:
         return self.profile.setting is Setting.FACILITY
 
     def warn(self, code: str, message: str, ids: Sequence[str] = ()) -> None:
-        self.warnings.append(trusted(CodingWarning, code=code, message=message, administration_ids=tuple(sorted(ids))))
+        self.warnings.append(coding_warning(code, message, tuple(sorted(ids))))
 
     def exclude(self, ids: Sequence[str], reason: str) -> None:
+        append = self.exclusions.append
         for i in ids:
-            self.exclusions.append(trusted(Exclusion, administration_id=i, reason=reason))
+            append(exclusion(i, reason))
 
     def emit(self, rule: CodeRule, units: int, day: date, svc: Service, role: str, reason: str,
              minutes: int | None = None, modifiers: tuple[str, ...] = ()) -> None:
         assert rule.code is not None
-        self.lines.append(trusted(CodedLine, 
-            code=rule.code, system="CPT", units=units, modifiers=modifiers, service_date=day,
-            administration_ids=svc.ids, rule=rule.rule, reason=f"{reason} — {rule.text}",
-            minutes=minutes, access_site=svc.site, drug_name=svc.drug_name,
-            drug_codings=(), ndc=None, role=role,
-        ))
+        self.lines.append(coded_line(rule.code, "CPT", units, modifiers, day, svc.ids, rule.rule, f"{reason} — {rule.text}",
+                                     minutes, svc.site, svc.drug_name, (), None, role))  # type: ignore[arg-type]
 
     def local(self, instant: datetime) -> str:
         """'YYYY-MM-DD HH:MM' in the site's zone, cached per instant for this encounter."""
-        text = self._local.get(instant)
-        if text is None:
-            text = self._local[instant] = fmt_local(instant, self.tz)
-        return text
+        parts = self._local.get(instant)
+        if parts is None:
+            parts = self._local[instant] = local_parts(instant, self.tz)
+        return parts[1]
 
     def day(self, instant: datetime) -> date:
-        d = self._day.get(instant)
-        if d is None:
-            d = self._day[instant] = local_date(instant, self.tz)
-        return d
+        parts = self._local.get(instant)
+        if parts is None:
+            parts = self._local[instant] = local_parts(instant, self.tz)
+        return parts[0]
 
     def describe(self, svc: Service) -> str:
-        parts = []
-        for s, e in svc.intervals:
-            a, b = self.local(s), self.local(e)
-            parts.append(a if s == e else f"{a}–{b[11:] if a[:10] == b[:10] else b}")
-        return f"{svc.drug_name} [{', '.join(parts)}] on {svc.site or UNSPECIFIED_SITE}"
+        text = svc.described
+        if text is None:
+            parts = []
+            local = self.local
+            for s, e in svc.intervals:
+                a = local(s)
+                if s == e:
+                    parts.append(a)
+                else:
+                    b = local(e)
+                    parts.append(f"{a}–{b[11:] if a[:10] == b[:10] else b}")
+            text = svc.described = f"{svc.drug_name} [{', '.join(parts)}] on {svc.site or UNSPECIFIED_SITE}"
+        return text
 
 
 def code_encounter(
@@ -156,54 +184,68 @@ def code_encounter(
     ctx = _Ctx(encounter, profile, _zone(profile.timezone))
 
     classified: list[Classified] = []
-    for event in _unique(events, ctx):
+    period_end = encounter.period_end
+    for start, event in _unique(events, ctx):
         for message in event.source_warnings:
             ctx.warn("source-data", message, (event.id,))
         ignored = IGNORED_STATUSES.get(event.status)
         if ignored:
             ctx.exclude((event.id,), ignored)
             continue
-        c = classify(event, formulary, profile)
+        c = classify_at(event, start, formulary, profile)
         for n in c.warnings:
             ctx.warn(n.code, n.message, (event.id,))
-        if encounter.period_end is not None and event.start is not None and event.start > encounter.period_end:
+        if period_end is not None and event.start is not None and event.start > period_end:
             ctx.warn("administered-after-close", f"administration {event.id} starts after the encounter ended", (event.id,))
         classified.append(c)
 
     if encounter.encounter_class is EncounterClass.INPATIENT:
         for c in classified:
             if c.kind is not None or c.excluded:
-                ctx.exclude((c.event.id,), "inpatient encounter: no drug administration codes")
+                ctx.exclude((c.id,), "inpatient encounter: no drug administration codes")
     else:
         _code_administrations(ctx, classified)
 
-    drugs, notes = drug_lines(classified, profile, ctx.tz)
+    drugs, notes = drug_lines(classified, profile, ctx.tz, ctx.day)
     for n in notes:
         ctx.warn(n.code, n.message, ())
     ctx.lines.extend(drugs)
 
-    role_order = {"initial": 0, "standalone": 1, "add-on": 2, "drug": 3}
-    lines = sorted(ctx.lines, key=lambda ln: (ln.service_date, role_order[ln.role], ln.code, ln.modifiers, ln.administration_ids, ln.rule))
+    lines = sorted(ctx.lines, key=_line_order)
     warnings = sorted({(w.code, w.administration_ids, w.message): w for w in ctx.warnings}.items())
     exclusions = sorted({(x.administration_id, x.reason): x for x in ctx.exclusions}.items())
-    return trusted(CodingResult, 
-        encounter_id=encounter.id, setting=profile.setting, lines=tuple(lines),
-        warnings=tuple(w for _, w in warnings), exclusions=tuple(x for _, x in exclusions), formulary_version=formulary.version,
-    )
+    return coding_result(encounter.id, profile.setting, tuple(lines), tuple(w for _, w in warnings),
+                         tuple(x for _, x in exclusions), formulary.version)
 
 
-def _unique(events: Sequence[AdministrationEvent], ctx: _Ctx) -> list[AdministrationEvent]:
-    """One event per id (deterministically the same whatever the input order), sorted by time."""
+_ROLE_ORDER = {"initial": 0, "standalone": 1, "add-on": 2, "drug": 3}
+
+
+def _line_order(ln: CodedLine) -> tuple:
+    d = ln.__dict__
+    return (d["service_date"], _ROLE_ORDER[d["role"]], d["code"], d["modifiers"], d["administration_ids"], d["rule"])
+
+
+def _unique(events: Sequence[AdministrationEvent], ctx: _Ctx) -> list[tuple[datetime | None, AdministrationEvent]]:
+    """One event per id (deterministically the same whatever the input order), sorted by time.
+
+    Each comes with its start converted to UTC (None without a start)."""
     by_id: dict[str, AdministrationEvent] = {}
     for e in events:
         prev = by_id.get(e.id)
         if prev is None:
             by_id[e.id] = e
-        elif prev != e:
+        elif prev is not e and prev != e:
             keep = max(prev, e, key=lambda x: x.model_dump_json())
             by_id[e.id] = keep
             ctx.warn("conflicting-duplicate", f"administration {e.id} was given twice with different content; one version kept", (e.id,))
-    return sorted(by_id.values(), key=lambda e: (to_utc(e.start) if e.start else _FAR_PAST, e.id))
+    keyed = []
+    for i, e in by_id.items():
+        start = e.start
+        utc = start.astimezone(timezone.utc) if start is not None else None
+        keyed.append((utc or _FAR_PAST, i, utc, e))
+    keyed.sort()  # ids are unique: the events themselves are never compared
+    return [(k[2], k[3]) for k in keyed]
 
 
 # --------------------------------------------------------------------------- administrations
@@ -214,7 +256,7 @@ def _code_administrations(ctx: _Ctx, classified: list[Classified]) -> None:
     standalone: list[Classified] = []
     for c in classified:
         if c.excluded:
-            ctx.exclude((c.event.id,), c.excluded)
+            ctx.exclude((c.id,), c.excluded)
         elif c.kind in HIERARCHY_RANK:
             hierarchy.append(c)
         elif c.kind is not None:
@@ -229,16 +271,18 @@ def _code_administrations(ctx: _Ctx, classified: list[Classified]) -> None:
 
 
 def _transfusion_windows(ctx: _Ctx, classified: list[Classified]) -> list[Interval]:
-    pad = timedelta(minutes=ctx.profile.transfusion_window_minutes)
-    out = []
+    out: list[Interval] = []
+    pad: timedelta | None = None
     for c in classified:
         if c.drug_class is DrugClass.BLOOD and c.start is not None:
+            if pad is None:
+                pad = timedelta(minutes=ctx.profile.transfusion_window_minutes)
             out.append((c.start - pad, (c.end or c.start) + pad))
     return out
 
 
 def _best(members: list[Classified]) -> tuple:
-    return min((-HIERARCHY_RANK[c.kind], c.start, c.event.id) for c in members)  # type: ignore[index]
+    return min((-HIERARCHY_RANK[c.kind], c.start, c.id) for c in members)  # type: ignore[index]
 
 
 def _scopes(ctx: _Ctx, hierarchy: list[Classified]) -> list[tuple[str, list[Classified]]]:
@@ -253,10 +297,10 @@ def _scopes(ctx: _Ctx, hierarchy: list[Classified]) -> list[tuple[str, list[Clas
     by_site: dict[str, list[Classified]] = defaultdict(list)
     unsited: list[Classified] = []
     for c in hierarchy:
-        site = c.event.access_site
+        site = c.site
         (by_site[site] if site else unsited).append(c)
     if unsited:
-        ids = [c.event.id for c in unsited]
+        ids = [c.id for c in unsited]
         if by_site:
             target = min(by_site, key=lambda k: (_best(by_site[k]), k))
             ctx.warn("missing-access-site", f"{len(ids)} administration(s) without a documented access site were counted on the primary access {target}; no separate initial service", ids)
@@ -270,28 +314,43 @@ def _scopes(ctx: _Ctx, hierarchy: list[Classified]) -> list[tuple[str, list[Clas
 def _services(ctx: _Ctx, members: list[Classified]) -> list[Service]:
     """Pushes stay single; infusions of the same drug (and all hydration) on one access are summed."""
     services: list[Service] = []
-    infusates: dict[tuple[str | None, Kind, str], list[Classified]] = defaultdict(list)
+    infusates: dict[tuple[str | None, Kind, str], list[Classified]] = {}
     seen_push: dict[tuple, str] = {}
+    facility = ctx.facility
     for c in members:
-        if c.kind in PUSH_KINDS:
-            key = (c.event.access_site, c.drug_key, c.start.replace(second=0, microsecond=0))  # type: ignore[union-attr]
+        kind = c.kind
+        if kind in PUSH_KINDS:
+            start = c.start
+            # Starts are UTC (see _unique): the same minute is the same (date, hour, minute) fields.
+            key = (c.site, c.drug_key, start.year, start.month, start.day, start.hour, start.minute)  # type: ignore[union-attr]
             if key in seen_push:
-                ctx.warn("possible-duplicate", f"administration {c.event.id} repeats the push of {c.drug_name} in {seen_push[key]} at the same minute on the same access; counted once", (c.event.id, seen_push[key]))
-                ctx.exclude((c.event.id,), f"duplicate of {seen_push[key]}")
+                ctx.warn("possible-duplicate", f"administration {c.id} repeats the push of {c.drug_name} in {seen_push[key]} at the same minute on the same access; counted once", (c.id, seen_push[key]))
+                ctx.exclude((c.id,), f"duplicate of {seen_push[key]}")
                 continue
-            seen_push[key] = c.event.id
-            services.append(Service(c.kind, c.drug_key, c.drug_name, [c], [(c.start, c.end or c.start)]))  # type: ignore[list-item]
+            seen_push[key] = c.id
+            services.append(Service(kind, c.drug_key, c.drug_name, [c], [(start, c.end or start)]))  # type: ignore[arg-type, list-item]
         else:
-            drug = "hydration" if c.kind is Kind.HYDRATION else c.drug_key
-            infusates[(c.event.access_site if ctx.facility else None, c.kind, drug)].append(c)  # type: ignore[index]
-    for (_, kind, drug), group in infusates.items():
+            drug = "hydration" if kind is Kind.HYDRATION else c.drug_key
+            ikey = (c.site if facility else None, kind, drug)
+            group = infusates.get(ikey)  # type: ignore[arg-type]
+            if group is None:
+                infusates[ikey] = [c]  # type: ignore[index]
+            else:
+                group.append(c)
+    for (_, kind, drug), group in infusates.items():  # type: ignore[assignment]
+        if len(group) == 1:
+            c = group[0]
+            interval = c.interval
+            services.append(Service(kind, drug, "hydration (" + c.drug_name + ")" if kind is Kind.HYDRATION else c.drug_name,  # type: ignore[arg-type]
+                                    group, [interval] if interval is not None else []))
+            continue
         intervals = [c.interval for c in group if c.interval is not None]
         for i, a in enumerate(group):
             for b in group[i + 1:]:
-                if a.event.access_site == b.event.access_site and overlap_minutes([a.interval], [b.interval]) > 0 and a.drug_key == b.drug_key:  # type: ignore[list-item]
-                    ctx.warn("possible-duplicate", f"administrations {a.event.id} and {b.event.id} of {a.drug_name} overlap on the same access; time counted once", (a.event.id, b.event.id))
+                if a.site == b.site and overlap_minutes([a.interval], [b.interval]) > 0 and a.drug_key == b.drug_key:  # type: ignore[list-item]
+                    ctx.warn("possible-duplicate", f"administrations {a.id} and {b.id} of {a.drug_name} overlap on the same access; time counted once", (a.id, b.id))
         name = "hydration (" + ", ".join(sorted({c.drug_name for c in group})) + ")" if kind is Kind.HYDRATION else group[0].drug_name
-        services.append(Service(kind, drug, name, sorted(group, key=lambda c: (c.start, c.event.id)), union(intervals)))
+        services.append(Service(kind, drug, name, sorted(group, key=lambda c: (c.start, c.id)), union(intervals)))  # type: ignore[arg-type]
     return services
 
 
@@ -302,7 +361,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
         if s.kind is Kind.HYDRATION and transfusions and overlap_minutes(s.intervals, transfusions) > 0:
             s.set_intervals(subtract(s.intervals, transfusions))
             ctx.warn("hydration-around-transfusion", f"hydration time within {ctx.profile.transfusion_window_minutes} min of a blood transfusion is not billable", s.ids)
-    services.sort(key=Service.hierarchy_key)
+    services.sort(key=_RANK_ORDER)
 
     initial: Service | None = None
     for s in services:
@@ -310,7 +369,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
             continue
         initial = s
         break
-    rest = sorted((s for s in services if s is not initial), key=Service.order_key)
+    rest = sorted([s for s in services if s is not initial], key=_ORDER)
     hydrations = [s for s in rest if s.kind is Kind.HYDRATION]
     others = [s for s in rest if s.kind is not Kind.HYDRATION]
 
@@ -410,16 +469,22 @@ def _added_hours(ctx: _Ctx, s: Service, rule: CodeRule, skip_first: bool, extra:
         if not skip_first:
             ctx.exclude(s.ids, f"{rule.code}: {s.minutes} min is 30 min or less")
         return
-    blocks = hour_blocks(s.intervals)
-    per_day: dict[date, list] = {}
+    blocks = hour_starts(s.intervals)
+    per_day: dict[date, list[tuple[datetime, int]]] = {}
+    threshold = THRESHOLDS.addon_hour_min_minutes
     for b in blocks[1 if skip_first else 0:]:
-        if b.minutes >= THRESHOLDS.addon_hour_min_minutes:
-            per_day.setdefault(ctx.day(b.start), []).append(b)
+        if b[1] >= threshold:
+            day = ctx.day(b[0])
+            bs = per_day.get(day)
+            if bs is None:
+                per_day[day] = [b]
+            else:
+                bs.append(b)
     what = "additional hour(s)" if skip_first else "hour(s)"
     role = "add-on" if rule.addon else "initial"
     described = ctx.describe(s)
-    for day, bs in sorted(per_day.items()):
-        parts = ", ".join(f"{ctx.local(b.start)[11:]}+{b.minutes}min" for b in bs)
+    for day, bs in sorted(per_day.items()) if len(per_day) > 1 else per_day.items():
+        parts = ", ".join([f"{ctx.local(start)[11:]}+{minutes}min" for start, minutes in bs])
         ctx.emit(rule, len(bs), day, s, role,
                  f"{described}: {s.minutes} min in all; {len(bs)} {what} begun on {day.isoformat()} ({parts}){extra}", s.minutes)
 
@@ -427,7 +492,7 @@ def _added_hours(ctx: _Ctx, s: Service, rule: CodeRule, skip_first: bool, extra:
 def _code_standalone(ctx: _Ctx, standalone: list[Classified]) -> None:
     injections: dict[tuple[Kind, date], list[Classified]] = defaultdict(list)
     sc_sites: list[str | None] = []
-    for c in sorted(standalone, key=lambda c: (c.start or _FAR_PAST, c.event.id)):
+    for c in sorted(standalone, key=lambda c: (c.start or _FAR_PAST, c.id)):
         kind = c.kind
         assert kind is not None
         if kind is Kind.PORT_IRRIGATION:
@@ -440,13 +505,13 @@ def _code_standalone(ctx: _Ctx, standalone: list[Classified]) -> None:
             continue
         if kind is Kind.SC_INFUSION:
             if sc_sites:
-                if c.event.access_site not in sc_sites:
+                if c.site not in sc_sites:
                     ctx.emit(SC_INFUSION_ADDITIONAL_SITE, 1, day, svc, "add-on", f"{ctx.describe(svc)}: new subcutaneous site")
-                    sc_sites.append(c.event.access_site)
+                    sc_sites.append(c.site)
                 else:
                     ctx.exclude(svc.ids, "further subcutaneous infusion through an already established site")
                 continue
-            sc_sites.append(c.event.access_site)
+            sc_sites.append(c.site)
         if rule.unlisted:
             ctx.warn("unlisted-code", f"{ctx.describe(svc)}: {rule.text}", svc.ids)
         ctx.emit(rule, 1, day, svc, "initial" if kind in STANDALONE_ADDED_HOUR else "standalone",
@@ -462,18 +527,18 @@ def _code_standalone(ctx: _Ctx, standalone: list[Classified]) -> None:
 def _port_irrigation(ctx: _Ctx, flushes: list[Classified]) -> None:
     days_with_service = {ln.service_date for ln in ctx.lines}
     done: set[date] = set()
-    for c in sorted(flushes, key=lambda c: (c.start or _FAR_PAST, c.event.id)):
+    for c in sorted(flushes, key=lambda c: (c.start or _FAR_PAST, c.id)):
         if c.start is None:
-            ctx.exclude((c.event.id,), "port irrigation without a time")
+            ctx.exclude((c.id,), "port irrigation without a time")
             continue
         day = local_date(c.start, ctx.tz)
         if day in days_with_service:
-            ctx.exclude((c.event.id,), "port irrigation is bundled when another service is reported that day")
+            ctx.exclude((c.id,), "port irrigation is bundled when another service is reported that day")
         elif day in done:
-            ctx.exclude((c.event.id,), "port irrigation already reported that day")
+            ctx.exclude((c.id,), "port irrigation already reported that day")
         else:
             svc = Service(Kind.PORT_IRRIGATION, c.drug_key, c.drug_name, [c], [])
-            ctx.emit(STANDALONE_CODES[Kind.PORT_IRRIGATION], 1, day, svc, "standalone", f"port flush on {c.event.access_site or UNSPECIFIED_SITE}, nothing else reported that day")
+            ctx.emit(STANDALONE_CODES[Kind.PORT_IRRIGATION], 1, day, svc, "standalone", f"port flush on {c.site or UNSPECIFIED_SITE}, nothing else reported that day")
             done.add(day)
 
 

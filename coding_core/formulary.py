@@ -103,6 +103,12 @@ class Formulary:
 
     def lookup(self, codings: Sequence[Coding], text: str | None = None) -> FormularyEntry | None:
         """Resolve a drug: HCPCS, then NDC, then RxNorm, then local codes, then exact name."""
+        if len(codings) == 1:  # the usual case: one HCPCS code (a miss falls through to the full search)
+            only = codings[0]
+            if only.system == HCPCS_SYSTEM:
+                hit = self._by_hcpcs.get(only.code.upper())
+                if hit is not None:
+                    return hit
         for system, index, norm in (
             (HCPCS_SYSTEM, self._by_hcpcs, str.upper),
             (NDC_SYSTEM, self._by_ndc, normalize_ndc),

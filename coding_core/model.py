@@ -227,3 +227,53 @@ def trusted(cls: type[_M], **values: object) -> _M:
 
 
 _DEFAULTS: dict[type, dict[str, object]] = {}
+
+
+# Fast builders for the coding core's own outputs: the same objects ``trusted`` makes (same
+# field values, same ``__dict__`` key order -- defaults first, then the given fields -- and
+# the same fields-set), without the generic keyword-merging.  Hot path: one call per line.
+_set = object.__setattr__
+_new = object.__new__
+_LINE_FIELDS = frozenset(CodedLine.model_fields)
+_RESULT_FIELDS = frozenset(CodingResult.model_fields)
+_WARNING_FIELDS = frozenset(("code", "message", "administration_ids"))
+_EXCLUSION_FIELDS = frozenset(("administration_id", "reason"))
+
+
+def _finish(obj: _M, data: dict, fields_set: frozenset[str]) -> _M:
+    _set(obj, "__dict__", data)
+    _set(obj, "__pydantic_fields_set__", set(fields_set))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+def coded_line(code: str, system: Literal["CPT", "HCPCS"], units: int, modifiers: tuple[str, ...], service_date: date,
+               administration_ids: tuple[str, ...], rule: str, reason: str, minutes: int | None, access_site: str | None,
+               drug_name: str | None, drug_codings: tuple[Coding, ...], ndc: str | None,
+               role: Literal["initial", "add-on", "standalone", "drug"]) -> CodedLine:
+    """``trusted(CodedLine, ...)`` with every field given."""
+    return _finish(_new(CodedLine), {
+        "modifiers": modifiers, "minutes": minutes, "access_site": access_site, "drug_name": drug_name,
+        "drug_codings": drug_codings, "ndc": ndc, "role": role, "code": code, "system": system, "units": units,
+        "service_date": service_date, "administration_ids": administration_ids, "rule": rule, "reason": reason,
+    }, _LINE_FIELDS)
+
+
+def coding_warning(code: str, message: str, administration_ids: tuple[str, ...]) -> CodingWarning:
+    """``trusted(CodingWarning, code=..., message=..., administration_ids=...)``."""
+    return _finish(_new(CodingWarning), {"administration_ids": administration_ids, "code": code, "message": message}, _WARNING_FIELDS)
+
+
+def exclusion(administration_id: str, reason: str) -> Exclusion:
+    """``trusted(Exclusion, administration_id=..., reason=...)``."""
+    return _finish(_new(Exclusion), {"administration_id": administration_id, "reason": reason}, _EXCLUSION_FIELDS)
+
+
+def coding_result(encounter_id: str, setting: Setting, lines: tuple[CodedLine, ...], warnings: tuple[CodingWarning, ...],
+                  exclusions: tuple[Exclusion, ...], formulary_version: str | None) -> CodingResult:
+    """``trusted(CodingResult, ...)`` with every field given."""
+    return _finish(_new(CodingResult), {
+        "warnings": warnings, "exclusions": exclusions, "formulary_version": formulary_version,
+        "encounter_id": encounter_id, "setting": setting, "lines": lines,
+    }, _RESULT_FIELDS)

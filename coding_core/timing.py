@@ -108,24 +108,34 @@ def hour_blocks(intervals: list[Interval]) -> list[HourBlock]:
     Time is counted only while the infusate runs, so two bags of the same drug with a
     gap between them add up, and each hour block starts at the instant its first minute ran.
     """
-    blocks: list[HourBlock] = []
+    return [HourBlock(i, start, minutes) for i, (start, minutes) in enumerate(hour_starts(intervals))]
+
+
+_MINUTES = tuple(timedelta(minutes=m) for m in range(61))
+
+
+def hour_starts(intervals: list[Interval]) -> list[tuple[datetime, int]]:
+    """``hour_blocks`` as (start, minutes) pairs, the block index being the list index."""
+    blocks: list[tuple[datetime, int]] = []
     used_in_block = 0
     block_start: datetime | None = None
-    for s, e in union(intervals):
+    for s, e in (intervals if len(intervals) == 1 else union(intervals)):
         cursor = s
         remaining = whole_minutes(s, e)
         while remaining > 0:
             if block_start is None:
                 block_start = cursor
-            take = min(60 - used_in_block, remaining)
+            take = 60 - used_in_block
+            if remaining < take:
+                take = remaining
             used_in_block += take
             remaining -= take
-            cursor = cursor + timedelta(minutes=take)
+            cursor = cursor + _MINUTES[take]
             if used_in_block == 60:
-                blocks.append(HourBlock(len(blocks), block_start, 60))
+                blocks.append((block_start, 60))
                 used_in_block, block_start = 0, None
     if used_in_block and block_start is not None:
-        blocks.append(HourBlock(len(blocks), block_start, used_in_block))
+        blocks.append((block_start, used_in_block))
     return blocks
 
 
@@ -134,4 +144,16 @@ def local_date(instant: datetime, tz: ZoneInfo) -> date:
 
 
 def fmt_local(instant: datetime, tz: ZoneInfo) -> str:
-    return instant.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    return local_parts(instant, tz)[1]
+
+
+_HH_MM = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
+
+
+def local_parts(instant: datetime, tz: ZoneInfo) -> tuple[date, str]:
+    """(local date, 'YYYY-MM-DD HH:MM' local text) with one zone conversion."""
+    local = instant.astimezone(tz)
+    day = local.date()
+    if local.year < 1000:  # keep strftime's rendering of such years
+        return day, local.strftime("%Y-%m-%d %H:%M")
+    return day, f"{day.isoformat()} {_HH_MM[local.hour * 60 + local.minute]}"
