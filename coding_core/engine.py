@@ -263,8 +263,10 @@ def _code_administrations(ctx: _Ctx, classified: list[Classified]) -> None:
             standalone.append(c)
     transfusion_windows = _transfusion_windows(ctx, classified)
 
-    for index, (scope, members) in enumerate(_scopes(ctx, hierarchy)):
-        _code_scope(ctx, scope, members, transfusion_windows, second_site=ctx.facility and index > 0)
+    initial_reported = False  # facility: a later access's initial service is a second one
+    for scope, members in _scopes(ctx, hierarchy):
+        if _code_scope(ctx, scope, members, transfusion_windows, second_site=ctx.facility and initial_reported):
+            initial_reported = True
     _code_standalone(ctx, standalone)
     _port_irrigation(ctx, [c for c in standalone if c.kind is Kind.PORT_IRRIGATION])
     _drop_orphan_addons(ctx)
@@ -293,22 +295,36 @@ def _scopes(ctx: _Ctx, hierarchy: list[Classified]) -> list[tuple[str, list[Clas
         by_day: dict[str, list[Classified]] = defaultdict(list)
         for c in hierarchy:
             by_day[local_date(c.start, ctx.tz).isoformat()].append(c)  # type: ignore[arg-type]
+        for day_members in by_day.values():
+            _join_primary_access(ctx, day_members)
         return sorted(by_day.items())
+    target = _join_primary_access(ctx, hierarchy)
     by_site: dict[str, list[Classified]] = defaultdict(list)
-    unsited: list[Classified] = []
     for c in hierarchy:
-        site = c.site
-        (by_site[site] if site else unsited).append(c)
-    if unsited:
-        ids = [c.id for c in unsited]
-        if by_site:
-            target = min(by_site, key=lambda k: (_best(by_site[k]), k))
-            ctx.warn("missing-access-site", f"{len(ids)} administration(s) without a documented access site were counted on the primary access {target}; no separate initial service", ids)
-        else:
-            target = UNSPECIFIED_SITE
-            ctx.warn("missing-access-site", f"{len(ids)} administration(s) without a documented access site: coded as one access", ids)
-        by_site[target].extend(unsited)
+        by_site[c.site or target].append(c)
     return sorted(by_site.items(), key=lambda kv: (_best(kv[1]), kv[0]))
+
+
+def _join_primary_access(ctx: _Ctx, members: list[Classified]) -> str:
+    """Administrations without a documented access site are counted on the primary access
+    (the site of the highest service in the hierarchy): for concurrency, summed bags and
+    hydration time as well as for the initial service.  Returns the site they joined."""
+    unsited = [c for c in members if not c.site]
+    by_site: dict[str, list[Classified]] = defaultdict(list)
+    for c in members:
+        if c.site:
+            by_site[c.site].append(c)
+    if not unsited:
+        return UNSPECIFIED_SITE
+    ids = [c.id for c in unsited]
+    if not by_site:
+        ctx.warn("missing-access-site", f"{len(ids)} administration(s) without a documented access site: coded as one access", ids)
+        return UNSPECIFIED_SITE
+    target = min(by_site, key=lambda k: (_best(by_site[k]), k))
+    ctx.warn("missing-access-site", f"{len(ids)} administration(s) without a documented access site were counted on the primary access {target}; no separate initial service", ids)
+    for c in unsited:
+        c.site = target
+    return target
 
 
 def _services(ctx: _Ctx, members: list[Classified]) -> list[Service]:
@@ -354,7 +370,8 @@ def _services(ctx: _Ctx, members: list[Classified]) -> list[Service]:
     return services
 
 
-def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: list[Interval], second_site: bool) -> None:
+def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: list[Interval], second_site: bool) -> bool:
+    """Code one scope; True when it reported an initial service."""
     services = _services(ctx, members)
     # Hydration around a blood transfusion is not billable.
     for s in services:
@@ -376,6 +393,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
     placed: dict[str | None, list[Interval]] = defaultdict(list)  # main-line infusion time per access
     infusion_time: dict[str | None, list[Interval]] = defaultdict(list)  # all drug infusion time per access
     last_push: dict[str, datetime] = {}
+    infused: dict[str, Interval] = {}  # drug -> (first start, last end) of its infusions so far
     if initial is not None:
         rule = IV_CODES[(initial.kind, Role.INITIAL)]
         modifiers: tuple[str, ...] = ()
@@ -390,6 +408,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
             placed[initial.site].extend(initial.intervals)
             if initial.kind is not Kind.HYDRATION:
                 infusion_time[initial.site].extend(initial.intervals)
+                _note_infusion(infused, initial)
         else:
             last_push[initial.drug_key] = initial.start
 
@@ -398,6 +417,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
             continue
         if s.kind in INFUSION_KINDS:
             infusion_time[s.site].extend(s.intervals)
+            _note_infusion(infused, s)
             if overlap_minutes(s.intervals, placed[s.site]) > 0:
                 _concurrent(ctx, s)
                 continue
@@ -406,7 +426,7 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
             _added_hours(ctx, s, IV_CODES[(s.kind, Role.ADDED_HOUR)], skip_first=True)
             placed[s.site].extend(s.intervals)
         else:
-            _push(ctx, s, last_push)
+            _push(ctx, s, last_push, infused)
 
     for h in hydrations:
         own = union(h.intervals)
@@ -425,6 +445,14 @@ def _code_scope(ctx: _Ctx, scope: str, members: list[Classified], transfusions: 
         rule = IV_CODES[(Kind.HYDRATION, Role.SEQUENTIAL if initial is not None else Role.INITIAL)]
         note = f"; {concurrent_minutes} min concurrent with another infusion not counted" if concurrent_minutes else ""
         _added_hours(ctx, h, rule, skip_first=False, extra=note)
+    return initial is not None
+
+
+def _note_infusion(infused: dict[str, Interval], s: Service) -> None:
+    if s.intervals:
+        start, end = s.intervals[0][0], s.intervals[-1][1]
+        held = infused.get(s.drug_key)
+        infused[s.drug_key] = (min(start, held[0]), max(end, held[1])) if held else (start, end)
 
 
 def _concurrent(ctx: _Ctx, s: Service) -> None:
@@ -442,14 +470,31 @@ def _concurrent(ctx: _Ctx, s: Service) -> None:
     ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)} ran at the same time as another infusion through the same access", s.minutes)
 
 
-def _push(ctx: _Ctx, s: Service, last_push: dict[str, datetime]) -> None:
+def _push(ctx: _Ctx, s: Service, last_push: dict[str, datetime], infused: dict[str, Interval]) -> None:
     previous = last_push.get(s.drug_key)
-    if previous is None:
+    infusion = infused.get(s.drug_key)
+    if infusion is not None and infusion[0] > s.start:
+        infusion = None  # infused only after this push: the push came first
+    if previous is None and infusion is None:
         rule = IV_CODES[(s.kind, Role.SEQUENTIAL)]
         ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)}: push of a new drug after the initial service")
         last_push[s.drug_key] = s.start
         return
+    # The same drug again: pushed before, or infused before (not a new drug: no 96375/96411).
     rule = IV_CODES[(s.kind, Role.REPEAT)]
+    if previous is None:
+        assert infusion is not None
+        gap = whole_minutes(infusion[1], s.start)
+        if rule.code is None:
+            ctx.exclude(s.ids, f"push of {s.drug_name}, already infused: not a new drug; {rule.text}")
+        elif rule.facility_only and not ctx.facility:
+            ctx.exclude(s.ids, f"push of {s.drug_name}, already infused: not a new drug, and {rule.code} is not reported in the professional setting")
+        elif gap < THRESHOLDS.repeat_push_min_gap_minutes:
+            ctx.exclude(s.ids, f"push of {s.drug_name} {gap} min after its infusion ended: not a new drug; {rule.code} needs more than 30 min")
+        else:
+            ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)}: same drug pushed {gap} min after its infusion ended")
+            last_push[s.drug_key] = s.start
+        return
     gap = whole_minutes(previous, s.start)
     if rule.code is None:
         ctx.exclude(s.ids, rule.text)
