@@ -202,8 +202,8 @@ def classify_at(event: AdministrationEvent, start: datetime | None, formulary: F
     if kind is None:
         return _exclude(c, f"{drug_class.value} by {route.value} {technique} is not a drug administration service")
     if kind in PROLONGED_PUMP_KIND and event.pump is not None:
-        m = c.minutes
-        if m is not None and m >= THRESHOLDS.prolonged_pump_min_minutes:
+        m = c.minutes  # None: started on the pump, stop not documented (see _technique)
+        if m is None or m >= THRESHOLDS.prolonged_pump_min_minutes:
             kind = PROLONGED_PUMP_KIND[kind]
     c.kind = kind
     return c
@@ -245,6 +245,13 @@ def _technique(c: Classified, route: Route) -> Technique | None:
     if c.drug_class is DrugClass.HYDRATION:
         _note(c, Note("missing-stop-time", f"administration {event.id}: hydration with no stop time and no volume/rate to derive one: not billable"))
         c.excluded = "hydration without a stop time"
+        return None
+    if event.pump is not None:  # an infusion on a pump is never a push
+        if KIND_TABLE.get((route, Technique.INFUSION, c.drug_class)) in PROLONGED_PUMP_KIND:
+            _note(c, Note("missing-stop-time", f"administration {event.id}: chemotherapy started on a {event.pump.value} pump with no stop time: reported as the initiation of a prolonged infusion; document the stop time"))
+            return Technique.INFUSION  # upgraded to the prolonged pump code by the caller
+        _note(c, Note("missing-stop-time", f"administration {event.id}: infusion on a pump with no stop time: not billable as an infusion"))
+        c.excluded = "infusion on a pump without a stop time"
         return None
     push_plausible = event.method is not Method.INFUSION and event.rate_ml_per_h is None
     if push_plausible:

@@ -37,19 +37,29 @@ def _fmt(d: Decimal) -> str:
 
 
 def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
-               day_of: Callable[[datetime], date] | None = None) -> tuple[list[CodedLine], list[Note]]:
-    """``day_of``: the local date of an instant in ``tz`` (e.g. a per-encounter cache)."""
+               day_of: Callable[[datetime], date] | None = None,
+               undated_day: date | None = None) -> tuple[list[CodedLine], list[Note]]:
+    """``day_of``: the local date of an instant in ``tz`` (e.g. a per-encounter cache).
+    ``undated_day``: the date of service for a drug given with no documented time (the
+    encounter's first date); without one, such a drug gets a warning instead of a line."""
     lines: list[CodedLine] = []
     notes: list[Note] = []
     route_mods = profile.route_drug_modifiers
     groups: dict[tuple[Any, ...], list[Classified]] = {}
     for c in classified:
-        start = c.start
-        if not c.drug_billable or start is None:
+        if not c.drug_billable:
             continue
+        start = c.start
         entry = c.entry
         hcpcs = entry.hcpcs if entry is not None else UNCLASSIFIED_DRUG_HCPCS
-        day = day_of(start) if day_of is not None else local_date(start, tz)
+        if start is not None:
+            day = day_of(start) if day_of is not None else local_date(start, tz)
+        elif undated_day is not None:
+            day = undated_day
+            notes.append(Note("drug-dated-from-encounter", f"administration {c.id}: no time documented; its drug line {hcpcs} is dated on the encounter's first date of service, {day.isoformat()}"))
+        else:
+            notes.append(Note("drug-not-dated", f"administration {c.id}: no time documented and no date for the encounter: drug {hcpcs} cannot be dated and is not billed; documentation needed"))
+            continue
         # Without route modifiers every group's route modifier is None: the 3-tuple sorts the same.
         key = (day, hcpcs, c.drug_key, route_mods.get(c.event.route.value)) if route_mods else (day, hcpcs, c.drug_key)
         group = groups.get(key)
@@ -122,7 +132,9 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
                 if waste > 0:
                     jw_units = _ceil((total + waste) / bu) - units
                     if jw_units <= 0:
-                        reason += f"; discarded {_fmt(waste)} {bu_unit} falls within the rounded-up administered units, no JW line"
+                        mods = (*modifiers, "JZ")
+                        reason += (f"; discarded {_fmt(waste)} {bu_unit} falls within the rounded-up administered units:"
+                                   " no JW line, JZ (no billable unit discarded)")
                 elif not waste_documented or waste == 0:
                     mods = (*modifiers, "JZ")
                     reason += "; single-dose container, no discarded amount: JZ"

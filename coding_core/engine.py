@@ -57,7 +57,7 @@ from coding_core.rules import (
     Kind,
     Role,
 )
-from coding_core.timing import Interval, hour_starts, local_date, local_parts, overlap_minutes, subtract, total_minutes, union, whole_minutes
+from coding_core.timing import Interval, hour_starts, local_date, local_parts, overlap_minutes, subtract, to_utc, total_minutes, union, whole_minutes
 
 IGNORED_STATUSES = {
     AdminStatus.ENTERED_IN_ERROR: "entered in error: ignored",
@@ -206,7 +206,7 @@ def code_encounter(
     else:
         _code_administrations(ctx, classified)
 
-    drugs, notes = drug_lines(classified, profile, ctx.tz, ctx.day)
+    drugs, notes = drug_lines(classified, profile, ctx.tz, ctx.day, _first_day(ctx, encounter, classified))
     for n in notes:
         ctx.warn(n.code, n.message, ())
     ctx.lines.extend(drugs)
@@ -224,6 +224,14 @@ _ROLE_ORDER = {"initial": 0, "standalone": 1, "add-on": 2, "drug": 3}
 def _line_order(ln: CodedLine) -> tuple:
     d = ln.__dict__
     return (d["service_date"], _ROLE_ORDER[d["role"]], d["code"], d["modifiers"], d["administration_ids"], d["rule"])
+
+
+def _first_day(ctx: _Ctx, encounter: EncounterInfo, classified: list[Classified]) -> date | None:
+    """The encounter's first date of service: its start, else its earliest administration."""
+    if encounter.period_start is not None:
+        return ctx.day(to_utc(encounter.period_start))
+    starts = [c.start for c in classified if c.start is not None]
+    return ctx.day(min(starts)) if starts else None
 
 
 def _unique(events: Sequence[AdministrationEvent], ctx: _Ctx) -> list[tuple[datetime | None, AdministrationEvent]]:

@@ -84,6 +84,25 @@ def test_documented_waste_gets_a_jw_line() -> None:
     assert drug(result) == [("J9312", 4, ("JW",)), ("J9312", 66, ())]
 
 
+def test_waste_within_the_rounded_up_units_gets_jz_and_no_jw_line() -> None:
+    # 655 mg given + 3 mg discarded = 658 mg: still 66 units; no billable unit was discarded (Noridian JZ)
+    result = run(adm(CHEMO, "09:00", "12:00", dose=(655, "mg"), wasted=(3, "mg")))
+    assert drug(result) == [("J9312", 66, ("JZ",))]
+
+
+def test_a_drug_given_without_a_time_is_dated_on_the_encounters_first_day() -> None:
+    result = run(adm(THER, "09:00", "09:40", dose=(8, "mg")), adm(CHEMO, None, id="no-time", dose=(655, "mg")))
+    assert ("J9312", 66, ("JZ",)) in drug(result)
+    assert next(ln for ln in result.lines if ln.code == "J9312").service_date == date(2026, 3, 2)
+    assert {"drug-dated-from-encounter", "missing-start-time"} <= warning_codes(result)
+
+
+def test_a_drug_that_cannot_be_dated_is_flagged_not_dropped_silently() -> None:
+    result = run(adm(CHEMO, None, id="no-time", dose=(655, "mg")))
+    assert drug(result) == []
+    assert any(w.code == "drug-not-dated" and w.message.startswith("administration no-time") for w in result.warnings)
+
+
 def test_multi_dose_drugs_get_neither_jw_nor_jz() -> None:
     result = run(adm(THER, "09:00", method=Method.PUSH, dose=(8, "mg")))
     assert drug(result) == [("J2405", 8, ())]

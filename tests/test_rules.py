@@ -186,6 +186,14 @@ CASES = [
     Case("professional: one initial per date, no modifier, whatever the sites",
          lambda: [adm(THER, "09:00", "10:00", site="piv-L"), adm(THER2, "10:00", "10:30", site="picc-1")],
          [("96365", 1), ("96367", 1)], kw={"setting": Setting.PROFESSIONAL}),
+    # --- an infusion on a pump is never a push ---------------------------------------------------
+    Case("chemo started on a portable pump, no stop time: 96416 initiation, with a warning",
+         lambda: [adm(CHEMO, "10:30", pump=PumpType.PORTABLE)], [("96416", 1)], {"missing-stop-time"}),
+    Case("chemo push then the same chemo on a pump with no stop time: 96409 + 96416",
+         lambda: [adm(CHEMO2, "09:00", "09:05", method=Method.PUSH), adm(CHEMO2, "09:30", pump=PumpType.PORTABLE)],
+         [("96409", 1), ("96416", 1)], {"missing-stop-time"}),
+    Case("therapeutic infusion on a pump with no stop time: not billable, not a push",
+         lambda: [adm(THER, "10:30", pump=PumpType.PORTABLE)], [], {"missing-stop-time"}),
     # --- a push of a drug already infused is not a new drug ------------------------------------
     Case("facility: push of the infused drug > 30 min after the infusion ended: 96376, not 96375",
          lambda: [adm(THER, "09:00", "09:30"), adm(THER, "10:05", "10:06", method=Method.PUSH)], [("96365", 1), ("96376", 1)]),
