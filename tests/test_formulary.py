@@ -34,7 +34,7 @@ REQUIRED = {
     "J3489": ("1", "mg", "therapeutic"), "J1756": ("1", "mg", "therapeutic"), "J3480": ("2", "mEq", "therapeutic"),
     "J1569": ("500", "mg", "therapeutic"), "J0897": ("1", "mg", "chemo"),
     "J7030": ("1000", "mL", "hydration"), "J7040": ("500", "mL", "hydration"), "J7050": ("250", "mL", "hydration"),
-    "J7120": ("1000", "mL", "hydration"), "J7042": ("500", "mL", "hydration"),
+    "J7120": ("1000", "mL", "hydration"), "J7042": ("500", "mL", "hydration"), "J7060": ("500", "mL", "hydration"),
     "P9016": ("1", "each", "blood"),
 }
 
@@ -75,6 +75,8 @@ def test_version_and_every_billing_unit_is_convertible(formulary):
         ([], "5-FU", "J9190"),
         ([], "Normal Saline", "J7030"),
         ([], "D5/NS", "J7042"),
+        ([], "D5W", "J7060"),  # hydration (CODING_RULES), not an unknown drug coded as therapeutic
+        ([], "0.9% Sodium Chloride", "J7030"),
         ([], "Lupron Depot", "J9217"),
         ([Coding(system="urn:local:mar", code="zz", display="Xgeva")], None, "J0897"),
     ],
@@ -93,7 +95,7 @@ def test_unknown_drug_is_none(formulary):
 
 def test_the_bundled_file_is_read_once_and_names_its_provenance(formulary):
     assert load_formulary() is formulary
-    assert formulary.version == "2026.11.1"
+    assert formulary.version == "2026.11.2"
     note = formulary.by_hcpcs("J0897").note
     assert note and "96372" in note
 
