@@ -159,13 +159,13 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import threading
 
     from connectors.ops import configure_logging
-    from connectors.settings import Settings
+    from connectors.settings import Settings, site_profile
     from connectors.worker import Worker
 
     configure_logging()
     try:
         settings = Settings.load(args.config, bootstrap_servers=args.bootstrap_servers, group_id=args.group_id)
-        profile = load_profile(settings.profile)
+        profile = site_profile(settings, load_profile(settings.profile))
         formulary = formulary_for(profile, load_formulary(settings.formulary))
     except (ReferenceDataError, FileNotFoundError, ValueError) as e:
         print(f"infusion-charges: error: {e}", file=err)

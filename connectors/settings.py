@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from coding_core.profile import Profile
 
 
 class Topics(BaseModel):
@@ -83,6 +86,7 @@ class Settings(BaseSettings):
     # Partitions of the internal topics when the worker creates them (scale-out limit).
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    # The site's time zone when the profile names none (see site_profile).
     timezone: str = "America/New_York"
     profile: Path | None = None  # payer/site profile (YAML/JSON), see the README
     formulary: Path | None = None  # default: the bundled formulary
@@ -138,3 +142,23 @@ class Settings(BaseSettings):
     def kafka_config(self) -> dict[str, Any]:
         return {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.client_id,
                 **self.security.kafka_config()}
+
+
+def site_profile(settings: Settings, profile: Profile) -> Profile:
+    """The profile the worker codes with, carrying the site's one time zone.
+
+    Coding dates services in ``profile.timezone``; HL7 times without an offset are read in
+    the same zone, so the two can never differ.  The zone comes from the profile file when it
+    names one, else from the worker settings (``timezone``); both naming different zones is a
+    configuration error, as is a name that is not an IANA time zone."""
+    from_settings = settings.timezone if "timezone" in settings.model_fields_set else None
+    from_profile = profile.timezone if "timezone" in profile.model_fields_set else None
+    if from_settings and from_profile and from_settings != from_profile:
+        raise ValueError(f"timezone: the worker settings say '{from_settings}' but the profile says '{from_profile}'; "
+                         "the site has one time zone")
+    zone = from_profile or from_settings or profile.timezone
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone: '{zone}' is not an IANA time zone") from None
+    return profile if zone == profile.timezone else profile.model_copy(update={"timezone": zone})

@@ -34,7 +34,7 @@ from kafka.errors import TopicAlreadyExistsError
 from coding_core.formulary import Formulary
 from coding_core.profile import Profile
 from connectors.routing import Router, route_fhir, route_hl7
-from connectors.settings import Settings
+from connectors.settings import Settings, site_profile
 from connectors.ops import Metrics, OpsServer
 from connectors.state import EncounterState, Lifecycle
 from mapping.collector import Mapped
@@ -66,8 +66,9 @@ def ensure_topics(settings: Settings) -> None:
 
 class Worker:
     def __init__(self, settings: Settings, formulary: Formulary, profile: Profile, clock: Callable[[], float] = time.time):
-        self.settings, self.formulary, self.profile, self.clock = settings, formulary, profile, clock
-        self.tz = ZoneInfo(settings.timezone)
+        self.settings, self.formulary, self.clock = settings, formulary, clock
+        self.profile = site_profile(settings, profile)  # one time zone for HL7 times and dates of service
+        self.tz = ZoneInfo(self.profile.timezone)
         t = settings.topics
         self.routers: dict[str, Router] = {t.fhir_administrations: route_fhir, t.fhir_encounters: route_fhir,
                                            t.hl7_ras: route_hl7, t.hl7_adt: route_hl7}

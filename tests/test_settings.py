@@ -67,3 +67,36 @@ def test_incomplete_security_is_rejected(kwargs):
 def test_kafka_config_splits_bootstrap_servers():
     s = Settings(bootstrap_servers="a:1,b:2")
     assert s.kafka_config() == {"bootstrap_servers": ["a:1", "b:2"], "client_id": "infusion-charges-worker", "security_protocol": "PLAINTEXT"}
+
+
+def test_the_site_has_one_time_zone_for_hl7_times_and_dates_of_service(tmp_path):
+    from coding_core.profile import Profile
+    from connectors.settings import site_profile
+    from mapping.reference_data import load_profile
+
+    chicago = tmp_path / "profile.yaml"
+    chicago.write_text("timezone: America/Chicago\n")
+    # the profile names the zone: the worker parses HL7 times in it too
+    assert site_profile(Settings(), load_profile(chicago)).timezone == "America/Chicago"
+    # settings name it and the profile does not: the profile takes it
+    assert site_profile(Settings(timezone="America/Denver"), Profile()).timezone == "America/Denver"
+    assert site_profile(Settings(timezone="America/Chicago"), load_profile(chicago)).timezone == "America/Chicago"
+    assert site_profile(Settings(), Profile()).timezone == "America/New_York"
+    with pytest.raises(ValueError, match="one time zone"):
+        site_profile(Settings(timezone="America/New_York"), load_profile(chicago))
+    with pytest.raises(ValueError, match="not an IANA time zone"):
+        site_profile(Settings(timezone="America/Chicgo"), Profile())
+
+
+def test_run_refuses_two_time_zones_before_connecting(tmp_path):
+    import io
+
+    from connectors.cli import main
+
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("timezone: America/Chicago\n")
+    cfg = tmp_path / "worker.yaml"
+    cfg.write_text(f"bootstrap_servers: 127.0.0.1:1\ntimezone: America/New_York\nprofile: {profile}\n")
+    err = io.StringIO()
+    assert main(["run", "--config", str(cfg)], err=err) == 2
+    assert "one time zone" in err.getvalue()
