@@ -241,7 +241,7 @@ def _rate_ml_per_h(dosage: Any, record_id: str | None) -> Decimal | None:
         vol, _, per = unit.partition("/")
         vf, tf = VOLUME_UNITS.get(vol), TIME_UNITS_PER_HOUR.get(per.strip("{}"))
         if vf is None or tf is None:
-            raise MappingError(f"dosage.rateQuantity unit '{unit}' is not a volume per time", record_id=record_id,
+            raise MappingError("dosage.rateQuantity unit is not a volume per time (mL/h, mL/min, ...)", record_id=record_id,
                                resource_type="MedicationAdministration")
         return Decimal(q.value) * vf * tf
     if dosage.rateRatio is not None and dosage.rateRatio.numerator and dosage.rateRatio.denominator:
@@ -279,7 +279,7 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
 
     status = STATUS_CODES.get((ma.status or "").lower())
     if status is None:
-        raise fail(f"status '{ma.status}' is not a MedicationAdministration status")
+        raise fail("status is not a MedicationAdministration status (" + ", ".join(STATUS_CODES) + ")")
 
     if version == "R5":
         encounter_ref = ma.encounter
@@ -349,7 +349,7 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
         try:
             pump = PumpType((pump_ext.valueCode or "").lower())
         except ValueError:
-            raise fail(f"extension pump-type value '{pump_ext.valueCode}' is not portable|implantable") from None
+            raise fail("extension pump-type value is not portable|implantable") from None
     part_of_procedure = any(_ref_id(p, "Procedure") for p in ma.partOf or [])
 
     return AdministrationEvent(
