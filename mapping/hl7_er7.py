@@ -5,9 +5,12 @@ components and sub-components are split on access.  :mod:`mapping.hl7_reference`
 same messages with hl7apy; ``tests/test_hl7_differential.py`` proves both give the same
 values field by field.
 
-Tolerates what interface engines send: MLLP framing bytes, ``\\r``, ``\\n`` or ``\\r\\n``
-segment separators, non-default encoding characters, escape sequences, repeated fields,
-Z-segments and trailing empty fields.
+Tolerates what interface engines send: MLLP framing bytes, a UTF-8 byte order mark,
+``\\r``, ``\\n`` or ``\\r\\n`` segment separators (and a bare ``\\n`` inside free text when
+the separator is ``\\r``), batch envelopes (FHS/BHS/BTS/FTS), non-default encoding characters,
+escape sequences, repeated fields, Z-segments and trailing empty fields.
+
+An error never quotes the text: a line that is not a segment is named by its position.
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 MLLP_START, MLLP_END = "\x0b", "\x1c"
+BOM = "\ufeff"
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
+_CR_SPLIT = re.compile(r"\r\n|\r")
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
+_Z_SEGMENT = re.compile(r"Z[A-Z0-9]{2}")
 _KNOWN_NAMES = frozenset({"MSH", "EVN", "PID", "PD1", "PV1", "PV2", "ORC", "RXA", "RXR", "RXO", "RXE", "RXC", "TQ1", "OBX", "NTE", "AL1"})
+# Batch and file envelopes: headers and trailers around messages, not messages.
+ENVELOPE_NAMES = frozenset({"FHS", "BHS", "BTS", "FTS"})
 HL7_NULL = '""'  # an explicit null: "delete the value" — carries no value for us
 
 
@@ -48,14 +56,14 @@ DEFAULT_ENCODING = Encoding()
 def split_messages(text: str) -> Iterator[tuple[int, str]]:
     """(1-based message number, message text with ``\\r`` separators) for a file or stream.
 
-    A new message starts at every MSH segment; MLLP framing bytes and blank lines are
-    dropped.  Text before the first MSH is yielded as its own (bad) message so it is reported.
+    A new message starts at every MSH segment; MLLP framing bytes, byte order marks, blank
+    lines and batch envelope segments (FHS/BHS/BTS/FTS) are dropped.  Text before the first MSH
+    is yielded as its own (bad) message so it is reported.
     """
-    text = text.replace(MLLP_START, "\n").replace(MLLP_END, "\n")
     current: list[str] = []
     n = 0
-    for line in _SEGMENT_SPLIT.split(text):
-        if not line.strip():
+    for line in _lines(text):
+        if _is_envelope(line):
             continue
         if line.startswith("MSH") and current:
             n += 1
@@ -64,6 +72,50 @@ def split_messages(text: str) -> Iterator[tuple[int, str]]:
         current.append(line)
     if current:
         yield n + 1, "\r".join(current)
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The non-blank segment lines of a file or stream.
+
+    With ``\\r`` separators (the standard), a bare ``\\n`` is a segment break only when what
+    follows looks like a segment; otherwise it is a line break typed into free text (NTE) and
+    is kept in the field as a space.  Without any ``\\r``, ``\\n`` is the separator.
+    """
+    text = text.removeprefix(BOM).replace(MLLP_START + BOM, MLLP_START)
+    text = text.replace(MLLP_START, "\n").replace(MLLP_END, "\n")
+    if "\r" not in text:
+        yield from (line for line in text.split("\n") if line.strip())
+        return
+    fs = DEFAULT_ENCODING.field
+    for chunk in _CR_SPLIT.split(text):
+        line = ""
+        for part in chunk.split("\n"):
+            if not part.strip():
+                continue
+            if line and not _starts_segment(part, fs):
+                line = f"{line} {part}"
+                continue
+            if line:
+                yield line
+            line = part
+            if line.startswith("MSH") and len(line) > 3:
+                fs = line[3]
+        if line:
+            yield line
+
+
+def _starts_segment(line: str, fs: str) -> bool:
+    """Does a line after a bare ``\\n`` begin a segment: MSH, or a segment name (known, Z- or any
+    other, e.g. DG1, IN1) and the field separator?  Free text cannot hold a bare field separator
+    (it is escaped as ``\\F\\``), so a typed line break is never taken for a segment."""
+    name = line[:3]
+    if name == "MSH":
+        return True
+    return _SEGMENT_NAME.fullmatch(name) is not None and (len(line) == 3 or line[3] == fs)
+
+
+def _is_envelope(line: str) -> bool:
+    return line[:3] in ENVELOPE_NAMES and (len(line) == 3 or not line[3].isalnum())
 
 
 def encoding_of(msh: str) -> Encoding:
@@ -169,10 +221,11 @@ def read_segments(message: str) -> list[Segment]:
     lines = message.split("\r")
     enc = encoding_of(lines[0])
     segments = []
-    for line in lines:
+    for position, line in enumerate(lines, start=1):
         name = line[:3]
-        valid_name = name in _KNOWN_NAMES or _SEGMENT_NAME.fullmatch(name) is not None
-        if not valid_name or (len(line) > 3 and line[3] != enc.field):
-            raise Er7Error("not an HL7 segment", name if valid_name else None)
+        if _SEGMENT_NAME.fullmatch(name) is None or (len(line) > 3 and line[3] != enc.field):
+            # Name known segments only: an unknown line may be free text (a patient's name).
+            named = name in _KNOWN_NAMES or _Z_SEGMENT.fullmatch(name) is not None
+            raise Er7Error(f"not an HL7 segment (segment {position})", name if named else None)
         segments.append(Segment(line, enc))
     return segments

@@ -8,10 +8,13 @@ interface team asks "where do you take the access site from?" (``RXR-3``, else `
 a :class:`MappingError` naming its control id, segment and field — never a value.
 
 RAS: one administration per RXA; the RXR after a run of RXAs applies to each of them.
-RXA-21 action code: A adds, U replaces the earlier administration, D deletes it (it is kept
-as entered-in-error so the encounter's explanation still lists it).
+RXA-21 action code: A adds, X (no change) is read as A, U replaces the earlier administration,
+D deletes it (it is kept as entered-in-error so the encounter's explanation still lists it).
+A rate is RXA-6/7 per RXA-12 (``125`` ``mL`` per ``H1``), or RXA-6 in a volume-per-time unit
+in RXA-7 (``10`` ``mL/h``).  Numbers and dates are bounded (:data:`MAX_AMOUNT`,
+:data:`PLAUSIBLE_YEARS`) so nothing downstream can overflow.
 ADT: A01/A04 open, A03 closes (discharge time PV1-45), A11 cancels, A13 reopens, A08 updates
-the patient class.
+the patient class.  The trigger is MSH-9.2, else EVN-1 (older senders).
 """
 
 from __future__ import annotations
@@ -31,7 +34,17 @@ from coding_core.model import AdministrationEvent, AdminStatus, Coding, Encounte
 from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, summarize_validation_errors
 from mapping.hl7_er7 import Er7Error, read_segments, split_messages
-from mapping.vocabulary import METHOD_CODES, ROUTE_CODES, VOLUME_UNITS, access_type, end_of_single_time, ndc_of, says_kvo, volume_ml
+from mapping.vocabulary import (
+    METHOD_CODES,
+    ROUTE_CODES,
+    TIME_UNITS_PER_HOUR,
+    VOLUME_UNITS,
+    access_type,
+    end_of_single_time,
+    ndc_of,
+    says_kvo,
+    volume_ml,
+)
 
 
 class Segment(Protocol):
@@ -48,6 +61,7 @@ class Segment(Protocol):
 HL7_FIELDS: dict[str, tuple[str, int, int]] = {
     "message_time": ("MSH", 7, 1), "message_code": ("MSH", 9, 1), "trigger_event": ("MSH", 9, 2),
     "control_id": ("MSH", 10, 1),
+    "event_type": ("EVN", 1, 1),  # only in place of an empty MSH-9.2 (see FALLBACKS)
     "patient_id": ("PID", 3, 1),  # identifier only: names and birth dates are never read
     "patient_class": ("PV1", 2, 1), "patient_type": ("PV1", 18, 1),
     "visit_number": ("PV1", 19, 1), "admit_time": ("PV1", 44, 1), "discharge_time": ("PV1", 45, 1),
@@ -67,8 +81,12 @@ HL7_FIELDS: dict[str, tuple[str, int, int]] = {
     "method": ("RXR", 4, 1), "method_text": ("RXR", 4, 2),
     "site_modifier": ("RXR", 6, 1),
 }
-HEADER_SEGMENTS = ("MSH", "PID", "PV1")
+HEADER_SEGMENTS = ("MSH", "EVN", "PID", "PV1")
 ORDER_SEGMENTS = ("ORC", "RXA", "RXR")
+# name -> the field read in its place when it is empty.  Older ADT senders put the trigger in
+# EVN-1 only.  (EVN-1 is withdrawn from v2.8: hl7apy cannot see it there, so extract never
+# returns it on its own — only as the trigger of a message whose MSH-9.2 is empty.)
+FALLBACKS: dict[str, str] = {"trigger_event": "event_type"}
 
 # HL7 table 0322 completion status; table 0004 patient class.
 COMPLETION_STATUS = {"": AdminStatus.COMPLETED, "CP": AdminStatus.COMPLETED, "PA": AdminStatus.STOPPED,
@@ -79,10 +97,17 @@ PATIENT_CLASS = {"I": EncounterClass.INPATIENT, "O": EncounterClass.AMBULATORY, 
 OBSERVATION_PATIENT_TYPES = {"OBS", "OBV", "OBSERVATION"}  # PV1-18 values that make "O" an observation stay
 CODING_SYSTEMS = {"HPC": HCPCS_SYSTEM, "HCPCS": HCPCS_SYSTEM, "NDC": NDC_SYSTEM, "N0": NDC_SYSTEM,
                   "RXNORM": RXNORM_SYSTEM, "RXN": RXNORM_SYSTEM}
+# HL7 table 0206 segment action code -> how the administration is kept (X: no change).
+ACTION_MODES = {"A": "versioned", "X": "versioned", "U": "replace", "D": "replace"}
 ADT_STATUS = {"A01": "in-progress", "A04": "in-progress", "A03": "finished", "A11": "cancelled", "A13": "in-progress",
               "A08": None}
 RAS_TRIGGERS = {"O17", "O01", "O02"}
 _SAFE_ID = re.compile(r"[^A-Za-z0-9.\-]")
+_PER_TIME = re.compile(r"([SMHD])(\d{0,4})")  # RXA-12: unit and count, e.g. H1, M30
+SECONDS_PER = {"S": 1, "M": 60, "H": 3600, "D": 86400}
+MAX_AMOUNT = Decimal(10) ** 9  # RXA-6 and RXA-23 are below this; anything larger is not a dose
+MIN_AMOUNT = Decimal(10) ** -9  # ... and, unless zero, above this
+PLAUSIBLE_YEARS = (1900, 2200)  # a time stamp outside these years is a typo, not a care event
 _DTM = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?")
 
 
@@ -123,6 +148,9 @@ def extract(segments: Sequence[Segment]) -> tuple[dict[str, str], list[dict[str,
     header: dict[str, str] = {}
     for seg_name in HEADER_SEGMENTS:
         header.update(_values(first.get(seg_name), seg_name))
+    for name, fallback in FALLBACKS.items():
+        value = header.pop(fallback)
+        header[name] = header[name] or value
     return header, administrations
 
 
@@ -156,6 +184,8 @@ def parse_time(value: str, tz: ZoneInfo, field: str, fail: _Fail, notes: list[st
     if m is None:
         raise fail(field, "not an HL7 timestamp (YYYYMMDDHHMM[SS][+/-ZZZZ])")
     year, month, day, hour, minute, second, frac, offset = m.groups()
+    if not PLAUSIBLE_YEARS[0] <= int(year) <= PLAUSIBLE_YEARS[1]:
+        raise fail(field, f"not a plausible date (years {PLAUSIBLE_YEARS[0]} to {PLAUSIBLE_YEARS[1]})")
     if hour is None:
         notes.append(f"{field} has no time of day; it cannot be used for timing")
         try:
@@ -195,7 +225,19 @@ def _decimal(value: str, field: str, fail: _Fail) -> Decimal | None:
         raise fail(field, "not a number") from None
     if not d.is_finite() or d < 0:
         raise fail(field, "not a non-negative number")
+    if d >= MAX_AMOUNT or (d and d < MIN_AMOUNT):
+        raise fail(field, f"out of range (0, or {MIN_AMOUNT:.0E} to below {MAX_AMOUNT:.0E})")
     return d
+
+
+def _per_hour(units: str) -> Decimal | None:
+    """mL/h per unit of RXA-7 when it is a volume per time (mL/h, mL/hr, ml/min, L/h), else None;
+    read as the FHIR mapper reads dosage.rateQuantity."""
+    volume, slash, per = units.replace(" ", "").lower().partition("/")
+    if not slash:
+        return None
+    vol_factor, time_factor = VOLUME_UNITS.get(volume), TIME_UNITS_PER_HOUR.get(per.strip("{}"))
+    return vol_factor * time_factor if vol_factor is not None and time_factor is not None else None
 
 
 def _codings(v: dict[str, str]) -> tuple[Coding, ...]:
@@ -217,8 +259,8 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
     if status is None:
         raise fail(LOCATION["completion_status"], "not a completion status (HL7 table 0322: CP, PA, RE, NA)")
     action = v["action_code"].upper() or "A"
-    if action not in ("A", "U", "D"):
-        raise fail(LOCATION["action_code"], "not an action code (A, U, D)")
+    if action not in ACTION_MODES:
+        raise fail(LOCATION["action_code"], "not an action code (HL7 table 0206: A, U, D, X)")
     if action == "D":
         status = AdminStatus.ENTERED_IN_ERROR
     codings = _codings(v)
@@ -235,13 +277,16 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
     amount = _decimal(v["amount"], LOCATION["amount"], fail)
     units = v["amount_units"]
     dose = rate = None
+    per_hour = _per_hour(units)
     if v["per_time_unit"]:
-        per = re.fullmatch(r"([SMHD])(\d*)", v["per_time_unit"].upper())
+        per = _PER_TIME.fullmatch(v["per_time_unit"].upper())
         vol_factor = VOLUME_UNITS.get(units.lower())
-        if per is None or vol_factor is None or amount is None:
-            raise fail(LOCATION["per_time_unit"], "a rate needs RXA-6 in a volume unit per S/M/H/D<n> in RXA-12")
-        seconds = {"S": 1, "M": 60, "H": 3600, "D": 86400}[per.group(1)] * int(per.group(2) or 1)
+        if per is None or int(per.group(2) or 1) == 0 or vol_factor is None or amount is None:
+            raise fail(LOCATION["per_time_unit"], "a rate needs RXA-6 in a volume unit per S/M/H/D<n> (n 1 to 9999) in RXA-12")
+        seconds = SECONDS_PER[per.group(1)] * int(per.group(2) or 1)
         rate = amount * vol_factor * Decimal(3600) / Decimal(seconds)
+    elif amount is not None and per_hour is not None:  # "10" "mL/h": a rate, not a dose
+        rate = amount * per_hour
     elif amount is not None and units:
         dose = Quantity(value=amount, unit=units)
     volume = _decimal(v["volume"], LOCATION["volume"], fail)
@@ -270,8 +315,7 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
         ndc=ndc_of(codings),
         source_warnings=tuple(notes),
     )
-    mode = "versioned" if action == "A" else "replace"
-    return Mapped("administration", admin_id, (None, sent), administration=event, mode=mode)
+    return Mapped("administration", admin_id, (None, sent), administration=event, mode=ACTION_MODES[action])
 
 
 def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: _Fail) -> Mapped:
@@ -312,8 +356,12 @@ def map_message(message: str, tz: ZoneInfo) -> list[Mapped]:
     fail = _Fail(header["control_id"], "^".join(p for p in (header["message_code"], header["trigger_event"]) if p))
     try:
         return _map(header, administrations, tz, fail)
+    except MappingError:
+        raise
     except ValidationError as e:  # a value the event model refuses, e.g. an empty id
         raise fail("message", summarize_validation_errors(e.errors())) from None
+    except (ArithmeticError, ValueError) as e:  # a safety net (OverflowError is an ArithmeticError)
+        raise fail("message", f"a number or date out of range ({type(e).__name__})") from None
 
 
 def _control_id_of(message: str) -> str | None:

@@ -86,13 +86,25 @@ def mutate_fhir(rng: random.Random, seed: dict) -> Any:
     return doc
 
 
+# Numbers and time stamps at the edges: zero and huge counts, overflowing exponents, more
+# digits than int() converts, year 9999, negatives, NaN and infinities.
+NUMERIC_EDGES = ["H0", "M0", "H" + "9" * 5000, "9E999999", "1E-999999", "9" * 5000, "99991231235959", "00010101",
+                 "-1", "NaN", "sNaN", "Infinity", "-Infinity", "mL/h", "ml/min", "X"]
+HL7_INSERTS = ["", "|", "^", "~", "&", "\\", "\r", "\n", "\\X0\\", "\\F", "\"\"", "MSH|^~\\&|", "99999999999999",
+               "-9999", "\x00", "é", "\ufeff", "\nJANE DOE", "BTS|1", *NUMERIC_EDGES]
+
+
 def mutate_hl7(rng: random.Random, seed: str) -> str:
     text = seed
     for _ in range(rng.randint(1, 6)):
+        if rng.random() < 0.3:  # replace one whole field, so the edges reach RXA-6/7/12/23 and the times
+            fields = text.split("|")
+            fields[rng.randrange(len(fields))] = rng.choice(NUMERIC_EDGES)
+            text = "|".join(fields)
+            continue
         i = rng.randrange(len(text) + 1)
         j = min(len(text), i + rng.randint(0, 30))
-        insert = rng.choice(["", "|", "^", "~", "&", "\\", "\r", "\n", "\\X0\\", "\\F", "\"\"", "MSH|^~\\&|", "99999999999999",
-                             "-9999", "\x00", "é", text[i:j]])
+        insert = rng.choice([*HL7_INSERTS, text[i:j]])
         text = text[:i] + insert + text[j if rng.random() < 0.7 else i:]
     return text
 

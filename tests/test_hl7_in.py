@@ -381,3 +381,127 @@ def test_an_older_update_arriving_late_does_not_undo_a_newer_one():
     assert c.administrations["F1-0-1"].administration.end == datetime(2026, 11, 2, 11, 30, tzinfo=TZ)
     c = feed(ras_at("C2", "20261102120000", "20261102113000", "D"), ras_at("C1", "20261102110000", "20261102100000", "A"))
     assert c.administrations["F1-0-1"].administration.status is AdminStatus.ENTERED_IN_ERROR
+
+
+# --- review fixes: numeric edges, framing, free text, rates in RXA-7, envelopes, X, EVN-1 ------
+
+
+@pytest.mark.parametrize(
+    ("fields", "located"),
+    [
+        ({"amount": "125", "units": "mL", "f12": "H0"}, "RXA-12"),  # was decimal.DivisionByZero
+        ({"amount": "125", "units": "mL", "f12": "H" + "7" * 5000}, "RXA-12"),  # was ValueError (int digits limit)
+        ({"amount": "125", "units": "mL", "f12": "H1.5"}, "RXA-12"),
+        ({"amount": "9E999999", "units": "mL", "f12": "H1"}, "RXA-6"),  # was decimal.Overflow
+        ({"amount": "9E999999", "units": "mL"}, "RXA-6"),
+        ({"amount": "7" * 5000, "units": "mg"}, "RXA-6"),
+        ({"amount": "1E-999999", "units": "mL", "f12": "H1"}, "RXA-6"),
+        ({"amount": "NaN", "units": "mg"}, "RXA-6"),
+        ({"amount": "sNaN", "units": "mg"}, "RXA-6"),
+        ({"amount": "Infinity", "units": "mg"}, "RXA-6"),
+        ({"amount": "-1", "units": "mg"}, "RXA-6"),
+        ({"f23": "9E999999", "f24": "mL"}, "RXA-23"),  # was decimal.Overflow
+        ({"f23": "-1", "f24": "mL"}, "RXA-23"),
+    ],
+)
+def test_numeric_edge_values_are_mapping_errors_naming_the_field(fields, located):
+    with pytest.raises(MappingError) as e:
+        one(rxa(T0, "", code="J7030", text="NS", **fields), rxr())
+    assert e.value.record_id == "C1" and f"{located}:" in str(e.value)
+    for value in fields.values():
+        if value not in ("mL", "mg", "H1"):
+            assert value not in str(e.value)
+
+
+@pytest.mark.parametrize("stamp", ["99991231235959", "18991231235959", "00010101000000", "99991231"])
+def test_implausible_years_are_rejected_at_mapping(stamp):
+    with pytest.raises(MappingError) as e:
+        one(rxa(stamp, ""), rxr())
+    assert e.value.record_id == "C1" and "RXA-3:" in str(e.value) and stamp not in str(e.value)
+
+
+@pytest.mark.parametrize("error", [ArithmeticError, ValueError, OverflowError, __import__("decimal").Overflow])
+def test_arithmetic_errors_while_mapping_become_mapping_errors(monkeypatch, error):
+    import mapping.hl7_in as hl7_in
+
+    def boom(*args, **kwargs):
+        raise error("SECRET-VALUE-123")
+
+    monkeypatch.setattr(hl7_in, "_administration", boom)
+    with pytest.raises(MappingError) as e:
+        one(rxa(T0, T0), rxr())
+    assert e.value.record_id == "C1" and "SECRET" not in str(e.value)
+
+
+def test_a_leading_byte_order_mark_is_dropped():
+    msg = ras("C1", "V1", [("F1", [rxa(T0, T0), rxr()])])
+    for text in ("\ufeff" + msg, f"\x0b\ufeff{msg}\x1c\r", f"\ufeff\x0b\ufeff{msg}\x1c\r"):
+        c = feed(text)
+        assert c.errors == [] and set(c.administrations) == {"F1-0-1"}
+
+
+def test_a_bare_newline_inside_free_text_is_part_of_the_field():
+    nte = "NTE|1||tolerated well.\nJANE DOE called family\n\nat 10:00"
+    msg = message(msh("C1"), pid(), pv1("V1"), orc(filler="F1"), rxa(T0, T0), nte, rxr(device="PICC2^PICC line"))
+    c = feed(msg, ras("C2", "V2", [("F2", [rxa(T0, T0), rxr()])]))
+    assert c.errors == [] and set(c.administrations) == {"F1-0-1", "F2-0-1"}
+    assert c.administrations["F1-0-1"].administration.access_device == "PICC2"  # the RXR after the NTE still applies
+    ((_, read),) = [m for m in split_messages(msg)]
+    assert "NTE|1||tolerated well. JANE DOE called family at 10:00" in read.split("\r")
+    # a newline followed by a segment still separates segments (mixed separators)
+    mixed = message(msh("C3"), pid(), pv1("V3"), sep="\r") + "\n" + message(orc(filler="F3"), rxa(T0, T0), rxr(), sep="\n")
+    c = feed(mixed)
+    assert c.errors == [] and set(c.administrations) == {"F3-0-1"}
+    # LF-separated messages in MLLP frames closed by \r: any segment name still starts a segment
+    framed = "\n".join([msh("A3", message="ADT^A03"), segment("EVN", {1: "A03"}), pid(), segment("NK1", {1: "1", 2: "DOE^JOHN"}),
+                        pv1("V1", "O", f45="20261102120000"), segment("DG1", {1: "1", 3: "R11.2"})])
+    c = feed(f"\x0b{framed}\x1c\r")
+    assert c.errors == [] and c.encounters["V1"].encounter.period_end == datetime(2026, 11, 2, 12, tzinfo=TZ)
+
+
+def test_an_unrecognised_line_is_named_by_position_never_by_its_text():
+    with pytest.raises(MappingError) as e:
+        map_message(message(msh("C9"), pid(), pv1(), "JANE DOE called family"), TZ)
+    assert "JAN" not in str(e.value) and "segment 4" in str(e.value) and e.value.record_id == "C9"
+    with pytest.raises(MappingError) as e:  # a known segment name is still named
+        map_message(message(msh("C9"), pid(), "PV1/1/O"), TZ)
+    assert "PV1: not an HL7 segment" in str(e.value)
+
+
+@pytest.mark.parametrize(("units", "rate"), [("mL/h", 10), ("mL/hr", 10), ("ml/min", 600), ("L/h", 10000), ("mL / h", 10)])
+def test_a_volume_per_time_unit_in_rxa7_is_a_rate(units, rate):
+    ev = one(rxa(T0, "", code="J7030", text="NS", amount="10", units=units, f9="^NS KVO"), rxr())
+    assert ev.rate_ml_per_h == rate and ev.dose is None and ev.volume_ml is None
+
+
+def test_a_dose_per_weight_in_rxa7_stays_a_dose():
+    ev = one(rxa(T0, T0, amount="5", units="mg/kg"), rxr())
+    assert ev.dose is not None and ev.dose.unit == "mg/kg" and ev.rate_ml_per_h is None
+
+
+def test_batch_envelope_segments_are_not_messages():
+    text = "\r".join([
+        "FHS|^~\\&|PYXIS|HOSP|||20261102", "BHS|^~\\&|PYXIS|HOSP|||20261102",
+        ras("C1", "V1", [("F1", [rxa(T0, T0), rxr()])]), ras("C2", "V2", [("F2", [rxa(T0, T0), rxr()])]),
+        "BTS|2", "FTS|1",
+    ])
+    c = feed(text)
+    assert c.errors == [] and set(c.administrations) == {"F1-0-1", "F2-0-1"}
+    assert [n for n, _ in split_messages(text)] == [1, 2]
+
+
+def test_action_code_x_is_no_change():
+    add = ras("C1", "V1", [("F1", [rxa(T0, "20261102100000"), rxr()])])
+    same = ras("C2", "V1", [("F1", [rxa(T0, "20261102100000", action="X"), rxr()])])
+    c = feed(add, same)
+    assert c.errors == [] and c.duplicates == 1 and c.replaced == 0
+    c = feed(same)
+    assert c.errors == [] and set(c.administrations) == {"F1-0-1"}
+
+
+def test_adt_trigger_from_evn1_when_msh9_has_none():
+    old_style = message(msh("A2", message="ADT"), segment("EVN", {1: "A03"}), pid(), pv1("V1", "O", f45="20261102120000"))
+    c = feed(adt("A04", "A1"), old_style)
+    assert c.errors == [] and c.ignored == 0
+    info = c.encounters["V1"].encounter
+    assert info.status == "finished" and info.period_end == datetime(2026, 11, 2, 12, tzinfo=TZ)
