@@ -29,6 +29,9 @@ class Mapped:
     # "merge": sets only the fields it carries (HL7 ADT encounter updates);
     # "fill": sets only fields still unknown (the PV1 copied into an HL7 RAS message).
     mode: str = "versioned"
+    # The deliveries (HL7 MSH-10 control ids) this record was built from: the same delivery
+    # again is a duplicate whatever its timestamp says (an engine may re-stamp MSH-7 on resend).
+    sources: tuple[str, ...] = ()
 
     def key(self) -> str:
         """The encounter this record belongs to (the partitioning key downstream)."""
@@ -44,6 +47,7 @@ class Mapped:
             "administration": self.administration.model_dump(mode="json") if self.administration else None,
             "encounter": self.encounter.model_dump(mode="json", exclude_unset=self.mode in ("merge", "fill"))
             if self.encounter else None,
+            **({"sources": list(self.sources)} if self.sources else {}),
         }
 
     @classmethod
@@ -53,7 +57,7 @@ class Mapped:
             d["kind"], d["id"], (version, datetime.fromisoformat(updated) if updated else None),
             administration=AdministrationEvent.model_validate(d["administration"]) if d["administration"] else None,
             encounter=EncounterInfo.model_validate(d["encounter"]) if d["encounter"] else None,
-            mode=d["mode"],
+            mode=d["mode"], sources=tuple(d.get("sources") or ()),
         )
 
 
@@ -76,6 +80,20 @@ def resolve(held: Mapped | None, incoming: Mapped) -> tuple[Mapped, str]:
     for repeats, shared by the command line and the pipeline's state store."""
     if held is None:
         return incoming, "added"
+    if incoming.sources and set(incoming.sources) <= set(held.sources):
+        return held, "duplicate"  # a delivery already applied to this record
+    kept, outcome = _resolve_content(held, incoming)
+    if incoming.sources:
+        seen = tuple(dict.fromkeys((*held.sources, *kept.sources, *incoming.sources)))[-MAX_SOURCES:]
+        if seen != kept.sources:
+            kept = replace(kept, sources=seen)
+    return kept, outcome
+
+
+MAX_SOURCES = 64  # deliveries remembered per record
+
+
+def _resolve_content(held: Mapped, incoming: Mapped) -> tuple[Mapped, str]:
     if incoming.mode in ("merge", "fill") and held.encounter is not None and incoming.encounter is not None:
         fields = incoming.encounter.model_fields_set - {"id"}
         older = is_newer(held.version, incoming.version)  # an update sent before the one we hold

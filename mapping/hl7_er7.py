@@ -22,7 +22,6 @@ from functools import lru_cache
 
 MLLP_START, MLLP_END = "\x0b", "\x1c"
 BOM = "\ufeff"
-_SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _CR_SPLIT = re.compile(r"\r\n|\r")
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
 _Z_SEGMENT = re.compile(r"Z[A-Z0-9]{2}")

@@ -60,7 +60,8 @@ class Segment(Protocol):
 # name -> (segment, field, component).  First repetition unless stated in the code.
 HL7_FIELDS: dict[str, tuple[str, int, int]] = {
     "message_time": ("MSH", 7, 1), "message_code": ("MSH", 9, 1), "trigger_event": ("MSH", 9, 2),
-    "control_id": ("MSH", 10, 1),
+    "control_id": ("MSH", 10, 1),  # with MSH-3/4: a delivery seen again is a duplicate
+    "sending_application": ("MSH", 3, 1), "sending_facility": ("MSH", 4, 1),
     "event_type": ("EVN", 1, 1),  # only in place of an empty MSH-9.2 (see FALLBACKS)
     "patient_id": ("PID", 3, 1),  # identifier only: names and birth dates are never read
     "patient_class": ("PV1", 2, 1), "patient_type": ("PV1", 18, 1),
@@ -315,7 +316,8 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
         ndc=ndc_of(codings),
         source_warnings=tuple(notes),
     )
-    return Mapped("administration", admin_id, (None, sent), administration=event, mode=ACTION_MODES[action])
+    return Mapped("administration", admin_id, (None, sent), administration=event, mode=ACTION_MODES[action],
+                  sources=_delivery(header))
 
 
 def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: _Fail) -> Mapped:
@@ -344,7 +346,17 @@ def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: 
     # Messages can reach us out of order (several partitions); MSH-7 orders them, so a
     # late-arriving older A04 cannot reopen an encounter a newer A03 closed (same for RXA-21 U/D).
     sent = parse_time(header["message_time"], tz, LOCATION["message_time"], fail, [])
-    return Mapped("encounter", info.id, (None, sent), encounter=info, mode="merge")
+    return Mapped("encounter", info.id, (None, sent), encounter=info, mode="merge", sources=_delivery(header))
+
+
+def _delivery(header: dict[str, str]) -> tuple[str, ...]:
+    """The message's identity for duplicate deliveries: its control id (MSH-10), qualified by
+    the sending application and facility (MSH-3/MSH-4) when present."""
+    control = header["control_id"]
+    if not control:
+        return ()
+    sender = "^".join(p for p in (header["sending_application"], header["sending_facility"]) if p)
+    return (f"hl7:{sender}|{control}",)
 
 
 def map_message(message: str, tz: ZoneInfo) -> list[Mapped]:

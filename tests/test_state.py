@@ -13,7 +13,7 @@ from mapping.collector import FeedCollector, Mapped
 from mapping.fhir_in import map_resource
 from mapping.hl7_in import map_message
 from mapping.reference_data import load_formulary
-from tests.hl7_builders import message, msh, pid, pv1, ras, rxa, rxr, segment
+from tests.hl7_builders import message, msh, orc, pid, pv1, ras, rxa, rxr, segment
 from tests.test_fhir_in import r4
 
 FORMULARY, PROFILE = load_formulary(), Profile()
@@ -105,6 +105,38 @@ def test_vanished_lines_are_withdrawn_once():
     r3 = codes(s.code(FORMULARY, PROFILE))
     assert all(status == "billable" for _, status in r3.values())
     assert {i for i, (c, _) in r3.items() if c == "96375"} == {i for i, (c, _) in r1.items() if c == "96375"}
+
+
+def test_a_redelivered_hl7_message_is_a_duplicate_even_with_a_new_msh7():
+    """An engine that re-stamps MSH-7 on resend must not undo a later delete (same MSH-10)."""
+    given = (rxa("20261102093000-0500", "20261102103000-0500"), rxr())
+    add = message(msh("C1", time="20261102093500"), pid(), pv1("V1"), orc(filler="F1"), *given)
+    close = message(msh("C2", message="ADT^A03", time="20261102120000"), segment("EVN", {1: "A03"}), pid(),
+                    pv1("V1", f45="20261102120000-0500"))
+    delete = message(msh("C3", time="20261102121000"), pid(), pv1("V1"), orc(filler="F1"),
+                     rxa("20261102093000-0500", "20261102103000-0500", action="D"), rxr())
+    resent = add.replace("20261102093500", "20261102130000", 1)
+    assert resent != add
+
+    s = EncounterState(encounter_id="V1")
+    for text in (add, close):
+        for m in map_message(text, TZ):
+            s.apply(m, MIN)
+    assert all(status == "billable" for _, status in codes(s.code(FORMULARY, PROFILE)).values())
+    for m in map_message(delete, TZ):
+        s.apply(m, 2 * MIN)
+    assert all(status == "entered-in-error" for _, status in codes(s.code(FORMULARY, PROFILE)).values())
+    outcomes = {m.kind: s.apply(m, 9 * MIN) for m in map_message(resent, TZ)}
+    assert outcomes["administration"] == "duplicate"
+    assert s.code(FORMULARY, PROFILE) is None  # nothing changed, nothing published
+
+    offline = FeedCollector()  # `infusion-charges code` applies the same rule
+    for text in (add, close, delete, resent):
+        for m in map_message(text, TZ):
+            offline.offer(m)
+    (admin,) = offline.administrations.values()
+    assert admin.administration is not None and admin.administration.status.value == "entered-in-error"
+    assert offline.duplicates >= 1
 
 
 def test_cancelled_encounter_withdraws_everything():
