@@ -100,8 +100,9 @@ CODING_SYSTEMS = {"HPC": HCPCS_SYSTEM, "HCPCS": HCPCS_SYSTEM, "NDC": NDC_SYSTEM,
                   "RXNORM": RXNORM_SYSTEM, "RXN": RXNORM_SYSTEM}
 # HL7 table 0206 segment action code -> how the administration is kept (X: no change).
 ACTION_MODES = {"A": "versioned", "X": "versioned", "U": "replace", "D": "replace"}
+# ADT trigger -> the encounter status it sets (None: an update of the PV1 only, e.g. the class).
 ADT_STATUS = {"A01": "in-progress", "A04": "in-progress", "A03": "finished", "A11": "cancelled", "A13": "in-progress",
-              "A08": None}
+              "A08": None, "A06": None, "A07": None}  # A06/A07: changed outpatient <-> inpatient
 RAS_TRIGGERS = {"O17", "O01", "O02"}
 _SAFE_ID = re.compile(r"[^A-Za-z0-9.\-]")
 _PER_TIME = re.compile(r"([SMHD])(\d{0,4})")  # RXA-12: unit and count, e.g. H1, M30

@@ -262,6 +262,11 @@ def test_adt_open_close_cancel_reopen_reclassify():
     assert c.by_encounter()["V1"][0].status == "cancelled"
     c = feed(adt("A04", "A1"), ras_msg, adt("A08", "A3", patient_class="I"))
     assert c.by_encounter()["V1"][0].encounter_class is EncounterClass.INPATIENT
+    # A06 (outpatient admitted as inpatient) and A07 (the reverse) change the class too
+    c = feed(adt("A04", "A1"), ras_msg, adt("A06", "A3", patient_class="I"))
+    assert c.by_encounter()["V1"][0].encounter_class is EncounterClass.INPATIENT
+    c = feed(adt("A01", "A1", patient_class="I"), ras_msg, adt("A07", "A3", patient_class="O"))
+    assert c.by_encounter()["V1"][0].encounter_class is EncounterClass.AMBULATORY
 
 
 def test_observation_patient_type_and_other_adt_events_ignored():
