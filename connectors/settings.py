@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     idle_close_minutes: int = Field(default=240, ge=1)
     # How long a closed encounter's state is kept for late administrations.
     retention_days: int = Field(default=30, ge=1)
+    # After retention an encounter is kept as a small marker (id and revision) for this long,
+    # so a record arriving that late is dead-lettered instead of starting it again.
+    retired_memory_days: int = Field(default=365, ge=1)
     # Consumer group timing (short values make tests and rebalances fast).
     session_timeout_ms: int = 10_000
     max_poll_interval_ms: int = 300_000

@@ -39,6 +39,10 @@ class EncounterState(BaseModel):
     dirty: bool = False  # changed since the last coding
     revision: int = 0
     published: dict[str, dict[str, Any]] = Field(default_factory=dict)  # ChargeItem id -> resource
+    # Past its retention window: records and charges forgotten, the revision kept, so that a
+    # record arriving now is refused (see apply) instead of starting the encounter again at
+    # revision 1 with a partial bill that would overwrite the published one.
+    retired: bool = False
     # Parsed views of ``records`` (not serialised; rebuilt after a change or a restore).
     _parsed: dict[str, Mapped] = PrivateAttr(default_factory=dict)
     _view: tuple[EncounterInfo, list[AdministrationEvent]] | None = PrivateAttr(default=None)
@@ -49,7 +53,10 @@ class EncounterState(BaseModel):
     # --- records ------------------------------------------------------------------------
 
     def apply(self, mapped: Mapped, timestamp_ms: int) -> str:
-        """Take one mapped record; returns the outcome ("added", "replaced", "merged", "duplicate")."""
+        """Take one mapped record; returns the outcome ("added", "replaced", "merged", "duplicate",
+        or "retired": the encounter is past its retention window and the record was not taken)."""
+        if self.retired:
+            return "retired"
         key = f"{mapped.kind}:{mapped.id}"
         held = self._held(key)
         kept, outcome = resolve(held, mapped)
@@ -111,7 +118,7 @@ class EncounterState(BaseModel):
 
     def tick(self, now_ms: int, idle_close_ms: int) -> None:
         """Close an outpatient encounter whose feed has been silent for ``idle_close_ms``."""
-        if self.lifecycle is not Lifecycle.OPEN or now_ms - self.last_record_ms < idle_close_ms:
+        if self.retired or self.lifecycle is not Lifecycle.OPEN or now_ms - self.last_record_ms < idle_close_ms:
             return
         record = self._encounter_record()
         if record is not None and record.encounter_class is EncounterClass.INPATIENT:
@@ -119,13 +126,18 @@ class EncounterState(BaseModel):
         self.idle_closed = True
 
     def expired(self, now_ms: int, retention_ms: int) -> bool:
-        """Closed or discarded and silent for longer than the retention window: forget it."""
-        return self.lifecycle is not Lifecycle.OPEN and now_ms - self.last_record_ms > retention_ms
+        """Closed or discarded and silent for longer than the retention window: retire it."""
+        return not self.retired and self.lifecycle is not Lifecycle.OPEN and now_ms - self.last_record_ms > retention_ms
+
+    def retire(self) -> None:
+        """Forget the records and charges; keep the id, the revision and the last record time."""
+        self.records, self.published, self.retired, self.dirty, self.idle_closed = {}, {}, True, False, False
+        self._parsed, self._view = {}, None
 
     # --- coding -------------------------------------------------------------------------
 
     def due(self) -> bool:
-        return self.dirty and (self.lifecycle is not Lifecycle.OPEN)
+        return self.dirty and not self.retired and (self.lifecycle is not Lifecycle.OPEN)
 
     def code(self, formulary: Formulary, profile: Profile) -> dict[str, Any] | None:
         """Code the encounter; the revision bundle to publish, or None when nothing changed.

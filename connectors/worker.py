@@ -244,7 +244,13 @@ class Worker:
         key = mapped.key()
         state = store.get(key) or EncounterState(encounter_id=key)
         store[key] = state
-        if state.apply(mapped, record.timestamp) != "duplicate":
+        outcome = state.apply(mapped, record.timestamp)
+        if outcome == "retired":
+            self._dead_letter(record, "ArrivedAfterRetention",
+                              f"encounter {key} is past its {self.settings.retention_days}-day retention window; "
+                              "the record was not applied (re-code the encounter by hand)")
+            return
+        if outcome != "duplicate":
             self._dirty_states[(record.partition, key)] = state
         self._code_if_due(record.partition, state, record)
 
@@ -278,14 +284,18 @@ class Worker:
         now_ms = int(self.clock() * 1000)
         idle_ms = self.settings.idle_close_minutes * MINUTE_MS
         retention_ms = self.settings.retention_days * DAY_MS
+        forget_ms = self.settings.retired_memory_days * DAY_MS
         for partition, store in self.stores.items():
             for key, state in list(store.items()):
                 state.tick(now_ms, idle_ms)
                 self._code_if_due(partition, state)
                 if state.expired(now_ms, retention_ms) and not state.due():
+                    state.retire()  # a small marker: late records are refused, not re-billed from scratch
+                    self._dirty_states[(partition, key)] = state
+                elif state.retired and now_ms - state.last_record_ms > forget_ms:
                     del store[key]
                     self._dirty_states[(partition, key)] = None  # tombstone
-        held = [s for store in self.stores.values() for s in store.values()]
+        held = [s for store in self.stores.values() for s in store.values() if not s.retired]
         self.metrics.encounters_held.set(len(held))
         self.metrics.encounters_open.set(sum(1 for s in held if s.lifecycle is Lifecycle.OPEN))
         self._measure_lag()

@@ -273,3 +273,34 @@ def test_an_encounter_whose_coding_fails_is_dead_lettered_and_the_worker_goes_on
         assert worker.thread.is_alive() and worker.worker.stats["coding_failures"] == len(got)
     finally:
         worker.close()
+
+
+def test_a_record_after_the_retention_window_is_dead_lettered_not_rebilled(kafka_bootstrap):
+    settings = settings_for(kafka_bootstrap, retention_days=1)
+    skew = {"s": 0.0}
+    worker = Running(settings, clock=lambda: time.time() + skew["s"])
+    try:
+        admin = r4(id="ma-ret-1", context={"reference": "Encounter/enc-ret"})
+        close = {"resourceType": "Encounter", "id": "enc-ret", "status": "finished", "class": {"code": "AMB"}}
+        produce(kafka_bootstrap, [(settings.topics.fhir_administrations, b"ma-ret-1", json.dumps(admin).encode()),
+                                  (settings.topics.fhir_encounters, b"enc-ret", json.dumps(close).encode())])
+        first = latest_revisions(kafka_bootstrap, settings.topics.charges, lambda lt: "enc-ret" in lt, timeout_s=60)
+        assert first["enc-ret"]["meta"]["versionId"] == "1"
+        skew["s"] = 2 * 86_400  # two days later the encounter is past its one-day retention
+        time.sleep(2.5)  # a tick retires it
+        late = r4(id="ma-ret-2", context={"reference": "Encounter/enc-ret"})
+        produce(kafka_bootstrap, [(settings.topics.fhir_administrations, b"ma-ret-2", json.dumps(late).encode())])
+        dlq = KafkaConsumer(settings.topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                            group_id=None, enable_auto_commit=False)
+        got = []
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            for records in dlq.poll(500).values():
+                got.extend(records)
+        dlq.close()
+        assert [dict(r.headers)["error.type"] for r in got] == [b"ArrivedAfterRetention"]
+        assert b"enc-ret" in dict(got[0].headers)["error.message"]
+        revisions = all_results(kafka_bootstrap, settings.topics.charges)
+        assert {rev for enc, rev in revisions if enc == "enc-ret"} == {"1"}  # no new revision 1 or 2
+    finally:
+        worker.close()

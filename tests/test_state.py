@@ -167,6 +167,22 @@ def test_idle_close_for_outpatients_only_and_expiry():
     assert inpatient.lifecycle is Lifecycle.OPEN and not inpatient.expired(10_000 * MIN, MIN)
 
 
+def test_a_record_arriving_after_retention_is_refused_not_billed_from_scratch():
+    s = EncounterState(encounter_id="e-1")
+    for m in (chemo(), encounter("finished")):
+        s.apply(m, MIN)
+    assert s.code(FORMULARY, PROFILE) is not None and s.revision == 1
+    retention = 30 * 24 * 60 * MIN
+    assert s.expired(MIN + retention + 1, retention)
+    s.retire()
+    assert s.retired and not s.expired(MIN + 2 * retention, retention) and s.revision == 1
+    restored = EncounterState.from_bytes(s.to_bytes())  # the marker survives a restart
+    for state in (s, restored):
+        assert state.apply(chemo(id="ma-late"), MIN + retention + 2) == "retired"
+        state.tick(now_ms=MIN + 2 * retention, idle_close_ms=60 * MIN)
+        assert not state.due() and state.records == {} and state.revision == 1
+
+
 def test_changelog_round_trip_continues_identically():
     a = EncounterState(encounter_id="e-1")
     for m in (chemo(), encounter("finished")):
