@@ -1,7 +1,7 @@
 """What the pipeline knows about one encounter, and the decisions made from it.
 
-Pure and deterministic: the worker feeds records (with their Kafka timestamps) and ticks; this
-module says when to code, produces the revision to publish, and serialises itself for the
+Pure and deterministic: the worker feeds records (with their Kafka timestamps) and idle-close
+events from the events topic; this module says when to code, produces the revision to publish, and serialises itself for the
 compacted changelog topic (key = encounter id) so any worker can take the encounter over.
 No wall clock is read here: idle close and retention are decided on record timestamps and the
 ``now_ms`` the worker passes in.
@@ -116,14 +116,30 @@ class EncounterState(BaseModel):
             return Lifecycle.CLOSED
         return Lifecycle.OPEN
 
-    def tick(self, now_ms: int, idle_close_ms: int) -> None:
-        """Close an outpatient encounter whose feed has been silent for ``idle_close_ms``."""
+    def idle_close_due(self, now_ms: int, idle_close_ms: int) -> bool:
+        """Has an outpatient encounter's feed been silent for ``idle_close_ms``?  The worker
+        then sends an idle-close event through the events topic (see :meth:`idle_close`), so
+        the close takes its place in the encounter's history and a replay decides the same."""
         if self.retired or self.lifecycle is not Lifecycle.OPEN or now_ms - self.last_record_ms < idle_close_ms:
-            return
+            return False
+        record = self._encounter_record()
+        return record is None or record.encounter_class is not EncounterClass.INPATIENT  # inpatients wait for discharge
+
+    def idle_close(self, basis_ms: int) -> bool:
+        """Apply an idle-close event decided when the last record was at ``basis_ms``: it closes
+        the encounter only if nothing arrived since (a record in between wins).  True if closed."""
+        if self.retired or self.lifecycle is not Lifecycle.OPEN or self.last_record_ms != basis_ms:
+            return False
         record = self._encounter_record()
         if record is not None and record.encounter_class is EncounterClass.INPATIENT:
-            return  # inpatient stays wait for their discharge
+            return False
         self.idle_closed = True
+        return True
+
+    def tick(self, now_ms: int, idle_close_ms: int) -> None:
+        """Idle-close at once (the offline equivalent of the event round trip)."""
+        if self.idle_close_due(now_ms, idle_close_ms):
+            self.idle_close(self.last_record_ms)
 
     def expired(self, now_ms: int, retention_ms: int) -> bool:
         """Closed or discarded and silent for longer than the retention window: retire it."""

@@ -41,6 +41,7 @@ from mapping.collector import Mapped
 
 log = logging.getLogger("infusion_charges.worker")
 MINUTE_MS, DAY_MS = 60_000, 86_400_000
+IDLE_CLOSE = "idle_close_basis_ms"  # an events-topic control record: {IDLE_CLOSE: ms, "encounter": id}
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -80,6 +81,7 @@ class Worker:
         # read up to their time: (timestamp, input partition, offset, record).  See _release.
         self._held: list[tuple[int, TopicPartition, int, Mapped]] = []
         self._input_time: dict[TopicPartition, int] = {}  # timestamp of the last record read
+        self._close_requested: dict[tuple[int, str], int] = {}  # idle-close events sent, by basis
         self.stats = {"input": 0, "events": 0, "dead_letters": 0, "revisions": 0, "coding_failures": 0}
         self.metrics = Metrics()
         self.ready = False  # partitions assigned and their state restored (/readyz)
@@ -124,6 +126,7 @@ class Worker:
                 for tp in revoked:
                     if tp.topic == worker.settings.topics.events:
                         worker.stores.pop(tp.partition, None)
+                        worker._close_requested = {k: v for k, v in worker._close_requested.items() if k[0] != tp.partition}
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 for tp in assigned:
@@ -236,7 +239,11 @@ class Worker:
 
     def _apply(self, record: Any) -> None:
         try:
-            mapped = Mapped.from_json(_loads(record.value))
+            doc = _loads(record.value)
+            if IDLE_CLOSE in doc:
+                self._apply_idle_close(record, str(doc["encounter"]), int(doc[IDLE_CLOSE]))
+                return
+            mapped = Mapped.from_json(doc)
         except Exception as e:
             self._dead_letter(record, type(e).__name__, "unreadable event")
             return
@@ -253,6 +260,13 @@ class Worker:
         if outcome != "duplicate":
             self._dirty_states[(record.partition, key)] = state
         self._code_if_due(record.partition, state, record)
+
+    def _apply_idle_close(self, record: Any, encounter_id: str, basis_ms: int) -> None:
+        state = self.stores.setdefault(record.partition, {}).get(encounter_id)
+        self._close_requested.pop((record.partition, encounter_id), None)
+        if state is not None and state.idle_close(basis_ms):
+            self._dirty_states[(record.partition, encounter_id)] = state
+            self._code_if_due(record.partition, state)
 
     def _code_if_due(self, partition: int, state: EncounterState, record: Any = None) -> None:
         if not state.due():
@@ -287,8 +301,12 @@ class Worker:
         forget_ms = self.settings.retired_memory_days * DAY_MS
         for partition, store in self.stores.items():
             for key, state in list(store.items()):
-                state.tick(now_ms, idle_ms)
-                self._code_if_due(partition, state)
+                if state.idle_close_due(now_ms, idle_ms) and self._close_requested.get((partition, key)) != state.last_record_ms:
+                    # Through the events topic, behind the encounter's records: a replay after a
+                    # crash meets the close at the same place in the history and decides the same.
+                    self._close_requested[(partition, key)] = state.last_record_ms
+                    self._send(self.settings.topics.events, key=key.encode(), partition=partition,
+                               value=_event_json({IDLE_CLOSE: state.last_record_ms, "encounter": key}))
                 if state.expired(now_ms, retention_ms) and not state.due():
                     state.retire()  # a small marker: late records are refused, not re-billed from scratch
                     self._dirty_states[(partition, key)] = state

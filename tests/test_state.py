@@ -167,6 +167,22 @@ def test_idle_close_for_outpatients_only_and_expiry():
     assert inpatient.lifecycle is Lifecycle.OPEN and not inpatient.expired(10_000 * MIN, MIN)
 
 
+def test_an_idle_close_event_loses_to_a_record_that_arrived_after_the_decision():
+    """The worker decides an idle close on a tick and sends it through the events topic; when
+    it is applied, a record that got into the history first keeps the encounter open."""
+    s = EncounterState(encounter_id="e-1")
+    s.apply(chemo(), 10 * MIN)
+    assert not s.idle_close_due(now_ms=60 * MIN, idle_close_ms=60 * MIN)
+    assert s.idle_close_due(now_ms=80 * MIN, idle_close_ms=60 * MIN)
+    basis = s.last_record_ms
+    s.apply(chemo(id="ma-2"), 81 * MIN)  # in the events topic before the close event
+    assert not s.idle_close(basis) and s.lifecycle is Lifecycle.OPEN and not s.due()
+    assert s.idle_close(s.last_record_ms) and s.lifecycle is Lifecycle.CLOSED and s.due()
+    inpatient = EncounterState(encounter_id="e-1")
+    inpatient.apply(encounter("in-progress", cls="IMP"), 0)
+    assert not inpatient.idle_close_due(10_000 * MIN, MIN) and not inpatient.idle_close(0)
+
+
 def test_a_record_arriving_after_retention_is_refused_not_billed_from_scratch():
     s = EncounterState(encounter_id="e-1")
     for m in (chemo(), encounter("finished")):
