@@ -19,6 +19,7 @@ the patient class.  The trigger is MSH-9.2, else EVN-1 (older senders).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -252,11 +253,20 @@ def _codings(v: dict[str, str]) -> tuple[Coding, ...]:
     return tuple(out)
 
 
+def _administration_id(raw: str) -> str:
+    """A FHIR-safe id from ORC-3-RXA-1-RXA-2.  When characters had to be replaced, a digest of
+    the original keeps distinct orders distinct ('F_1/2' and 'F-1-2' are different orders)."""
+    safe = _SAFE_ID.sub("-", raw)
+    if safe == raw and len(raw) <= 64:
+        return raw
+    return f"{safe[:55]}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
+
+
 def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fail: _Fail, sent: datetime | None) -> Mapped:
     order = v["filler_order"] or v["placer_order"]
     if not order:
         raise fail("ORC-3/ORC-2", "no order number: the administration cannot be identified")
-    admin_id = _SAFE_ID.sub("-", f"{order}-{v['give_sub_id'] or '0'}-{v['administration_sub_id'] or '1'}")[:64]
+    admin_id = _administration_id(f"{order}-{v['give_sub_id'] or '0'}-{v['administration_sub_id'] or '1'}")
     status = COMPLETION_STATUS.get(v["completion_status"].upper())
     if status is None:
         raise fail(LOCATION["completion_status"], "not a completion status (HL7 table 0322: CP, PA, RE, NA)")
@@ -402,7 +412,10 @@ def _map(header: dict[str, str], administrations: list[dict[str, str]], tz: Zone
         if not administrations:
             raise fail("RXA", "a RAS message without an RXA segment administers nothing")
         sent = parse_time(header["message_time"], tz, LOCATION["message_time"], fail, [])
-        records += [_administration(header, v, tz, fail, sent) for v in administrations]
+        given = [_administration(header, v, tz, fail, sent) for v in administrations]
+        if len({m.id for m in given}) != len(given):
+            raise fail("RXA-1/RXA-2", "two administrations of one order share the same sub-ids: they cannot be told apart")
+        records += given
     return records
 
 

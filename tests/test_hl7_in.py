@@ -510,3 +510,16 @@ def test_adt_trigger_from_evn1_when_msh9_has_none():
     assert c.errors == [] and c.ignored == 0
     info = c.encounters["V1"].encounter
     assert info.status == "finished" and info.period_end == datetime(2026, 11, 2, 12, tzinfo=TZ)
+
+
+def test_order_numbers_that_differ_only_in_unsafe_characters_stay_distinct():
+    a = map_message(ras("C1", "V1", [("F_1/2", [rxa(T0, "20261102100000"), rxr()])]), TZ)[-1]
+    b = map_message(ras("C2", "V1", [("F-1-2", [rxa(T0, "20261102100000"), rxr()])]), TZ)[-1]
+    assert a.id != b.id and b.id == "F-1-2-0-1"
+    assert all(c.isalnum() or c in ".-" for c in a.id) and len(a.id) <= 64
+
+
+def test_two_administrations_of_one_order_with_the_same_sub_ids_are_an_error():
+    text = ras("C7", "V1", [("F1", [rxa(T0, "20261102100000"), rxa(T0, "20261102093500", code="J2405", text="ondansetron", amount="8"), rxr()])])
+    with pytest.raises(MappingError, match="C7: RXA-1/RXA-2: two administrations"):
+        map_message(text, TZ)
