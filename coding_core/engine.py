@@ -490,28 +490,20 @@ def _push(ctx: _Ctx, s: Service, last_push: dict[str, datetime], infused: dict[s
         return
     # The same drug again: pushed before, or infused before (not a new drug: no 96375/96411).
     rule = IV_CODES[(s.kind, Role.REPEAT)]
-    if previous is None:
-        assert infusion is not None
-        gap = whole_minutes(infusion[1], s.start)
-        if rule.code is None:
-            ctx.exclude(s.ids, f"push of {s.drug_name}, already infused: not a new drug; {rule.text}")
-        elif rule.facility_only and not ctx.facility:
-            ctx.exclude(s.ids, f"push of {s.drug_name}, already infused: not a new drug, and {rule.code} is not reported in the professional setting")
-        elif gap < THRESHOLDS.repeat_push_min_gap_minutes:
-            ctx.exclude(s.ids, f"push of {s.drug_name} {gap} min after its infusion ended: not a new drug; {rule.code} needs more than 30 min")
-        else:
-            ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)}: same drug pushed {gap} min after its infusion ended")
-            last_push[s.drug_key] = s.start
-        return
-    gap = whole_minutes(previous, s.start)
-    if rule.code is None:
-        ctx.exclude(s.ids, rule.text)
-    elif rule.facility_only and not ctx.facility:
-        ctx.exclude(s.ids, f"repeat push of {s.drug_name}: {rule.code} is not reported in the professional setting")
-    elif gap < THRESHOLDS.repeat_push_min_gap_minutes:
-        ctx.exclude(s.ids, f"repeat push of {s.drug_name} {gap} min after its last reported push: needs more than 30 min")
+    if previous is not None:
+        what, since, after = f"repeat push of {s.drug_name}", previous, "its last reported push"
     else:
-        ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)}: same drug pushed again {gap} min after its last reported push")
+        assert infusion is not None
+        what, since, after = f"push of {s.drug_name}, already infused (not a new drug)", infusion[1], "its infusion ended"
+    gap = whole_minutes(since, s.start)
+    if rule.code is None:
+        ctx.exclude(s.ids, f"{what}: {rule.text}")
+    elif rule.facility_only and not ctx.facility:
+        ctx.exclude(s.ids, f"{what}: {rule.code} is not reported in the professional setting")
+    elif gap < THRESHOLDS.repeat_push_min_gap_minutes:
+        ctx.exclude(s.ids, f"{what} {gap} min after {after}: needs more than 30 min")
+    else:
+        ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)}: same drug pushed again {gap} min after {after}")
         last_push[s.drug_key] = s.start
 
 

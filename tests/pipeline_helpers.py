@@ -119,3 +119,18 @@ def write_config(settings: Settings, path: Path) -> Path:
 
     path.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_none=True)))
     return path
+
+
+def dead_letters(bootstrap: str, topic: str, at_least: int = 1, timeout_s: float = 30) -> list[Any]:
+    """Records on the dead-letter topic, read until ``at_least`` arrived or the timeout."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                             enable_auto_commit=False)
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < at_least and time.monotonic() < deadline:
+            for records in consumer.poll(500).values():
+                got.extend(records)
+    finally:
+        consumer.close()
+    return got

@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from kafka import KafkaConsumer
 
 from tests.pipeline_helpers import (
     Running,
     all_results,
+    dead_letters,
     billable,
     latest_revisions,
     offline_truth,
@@ -49,14 +49,7 @@ def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(k
             assert billable(latest[enc]) == items, enc
             assert latest[enc]["type"] == "transaction"
 
-        dlq = KafkaConsumer(settings.topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                            group_id=None, enable_auto_commit=False)
-        got = []
-        deadline = time.monotonic() + 30
-        while len(got) < 3 and time.monotonic() < deadline:
-            for records in dlq.poll(500).values():
-                got.extend(records)
-        dlq.close()
+        got = dead_letters(kafka_bootstrap, settings.topics.dead_letter, at_least=3)
         assert sorted(r.value for r in got) == sorted(v for _, _, v in poison)  # the original bytes
         for r in got:
             headers = dict(r.headers)
@@ -258,14 +251,7 @@ def test_an_encounter_whose_coding_fails_is_dead_lettered_and_the_worker_goes_on
 
         latest = latest_revisions(kafka_bootstrap, settings.topics.charges, done)
         assert done(latest) and broken not in latest
-        dlq = KafkaConsumer(settings.topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                            group_id=None, enable_auto_commit=False)
-        got = []
-        deadline = time.monotonic() + 30
-        while not got and time.monotonic() < deadline:
-            for records in dlq.poll(500).values():
-                got.extend(records)
-        dlq.close()
+        got = dead_letters(kafka_bootstrap, settings.topics.dead_letter)
         headers = [dict(r.headers) for r in got]
         assert headers and all(h["error.type"] == b"CodingError" for h in headers)
         assert all(broken.encode() in h["error.message"] and b"ZeroDivisionError" in h["error.message"] for h in headers)
@@ -290,14 +276,7 @@ def test_a_record_after_the_retention_window_is_dead_lettered_not_rebilled(kafka
         time.sleep(2.5)  # a tick retires it
         late = r4(id="ma-ret-2", context={"reference": "Encounter/enc-ret"})
         produce(kafka_bootstrap, [(settings.topics.fhir_administrations, b"ma-ret-2", json.dumps(late).encode())])
-        dlq = KafkaConsumer(settings.topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                            group_id=None, enable_auto_commit=False)
-        got = []
-        deadline = time.monotonic() + 30
-        while not got and time.monotonic() < deadline:
-            for records in dlq.poll(500).values():
-                got.extend(records)
-        dlq.close()
+        got = dead_letters(kafka_bootstrap, settings.topics.dead_letter)
         assert [dict(r.headers)["error.type"] for r in got] == [b"ArrivedAfterRetention"]
         assert b"enc-ret" in dict(got[0].headers)["error.message"]
         revisions = all_results(kafka_bootstrap, settings.topics.charges)
