@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     metrics_port: int | None = 9464
     # Results, changelog and offsets are checkpointed at most this often (and when idle).
     commit_interval_ms: int = Field(default=250, ge=10)
+    # An encounter update (a close) waits until every input partition has been read past its
+    # time; a partition read to its end counts as read up to this long before its end was
+    # asked for (producers' clocks running ahead).  Adds at most this to close-to-charge.
+    hold_grace_ms: int = Field(default=250, ge=0)
     # Longest a fetch waits for data on the broker.  Kafka's 500 ms default adds up to half a
     # second to close-to-charge when a fetch is parked on quiet partitions (measured on tansu:
     # produce->consume max 176 ms at 500, 6 ms at 100).

@@ -82,6 +82,8 @@ class Worker:
         self._held: list[tuple[int, TopicPartition, int, Mapped]] = []
         self._input_time: dict[TopicPartition, int] = {}  # timestamp of the last record read
         self._close_requested: dict[tuple[int, str], int] = {}  # idle-close events sent, by basis
+        self._ends: dict[TopicPartition, int] = {}  # input partitions' end offsets, as of _ends_at
+        self._ends_at = self._ends_next = float("-inf")
         self.stats = {"input": 0, "events": 0, "dead_letters": 0, "revisions": 0, "coding_failures": 0}
         self.metrics = Metrics()
         self.ready = False  # partitions assigned and their state restored (/readyz)
@@ -211,14 +213,22 @@ class Worker:
         if not self._held:
             return
         inputs = set(self.settings.topics.inputs())
+        partitions = [tp for tp in self.consumer.assignment() if tp.topic in inputs]
+        # A partition read to its end vouches for what was produced before that end was asked
+        # for.  The end a fetch last reported can be seconds old while the worker works through
+        # a batch, so the ends are asked for (at most every 100 ms while updates are held):
+        # with stale ends, live traffic let closes overtake their administrations (partial bills).
+        now = self.clock() * 1000
+        if now >= self._ends_next:
+            self._ends, self._ends_at, self._ends_next = self.consumer.end_offsets(partitions), now, now + 100
+        settled = self._ends_at - self.settings.hold_grace_ms  # producers' clocks may run a little ahead
         watermark: float = float("inf")
-        for tp in self.consumer.assignment():
-            if tp.topic not in inputs:
-                continue
-            high = self.consumer.highwater(tp)
-            if high is not None and self.consumer.position(tp) >= high:
-                continue  # caught up: nothing older can still come from it
-            watermark = min(watermark, self._input_time.get(tp, float("-inf")))
+        for tp in partitions:
+            read_to = self._input_time.get(tp, float("-inf"))
+            end = self._ends.get(tp)
+            if end is not None and self.consumer.position(tp) >= end:
+                read_to = max(read_to, settled)  # caught up as of _ends_at: nothing older can still come
+            watermark = min(watermark, read_to)
         ready = sorted((h for h in self._held if h[0] <= watermark), key=lambda h: (h[0], h[1].topic, h[1].partition, h[2]))
         if ready:
             self._held = [h for h in self._held if h[0] > watermark]

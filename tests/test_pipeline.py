@@ -283,3 +283,28 @@ def test_a_record_after_the_retention_window_is_dead_lettered_not_rebilled(kafka
         assert {rev for enc, rev in revisions if enc == "enc-ret"} == {"1"}  # no new revision 1 or 2
     finally:
         worker.close()
+
+
+def test_live_traffic_closes_do_not_overtake_their_administrations(kafka_bootstrap):
+    """Feeds arrive on separate topics: a close must not be coded before the administrations
+    sent ahead of it, or billing receives a partial bill and then corrections."""
+    from connectors.synthetic import generate, offline_charges
+
+    settings = settings_for(kafka_bootstrap)
+    messages = generate(80, "fhir", settings.topics, seed=11)
+    truth = offline_charges(messages, settings.topics)
+    worker = Running(settings)
+    try:
+        deadline = time.monotonic() + 60
+        while not worker.worker.ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        produce(kafka_bootstrap, messages)  # while the worker is reading: live traffic
+
+        def done(latest):
+            return set(latest) == set(truth) and all(billable(latest[e]) == truth[e] for e in truth)
+
+        assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
+        revisions = all_results(kafka_bootstrap, settings.topics.charges)
+        assert sorted(rev for _, rev in revisions) == ["1"] * len(truth), "an encounter was billed before all its administrations"
+    finally:
+        worker.close()
