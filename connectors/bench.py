@@ -34,7 +34,6 @@ from connectors.settings import Settings, Topics
 from connectors.state import EncounterState
 from connectors.synthetic import generate, offline_charges
 from connectors.worker import ensure_topics
-from mapping.chargeitem_out import forget_validated
 from mapping.collector import FeedCollector
 from mapping.reference_data import load_formulary
 
@@ -159,23 +158,64 @@ class WorkerProcess:
         self.dir.cleanup()
 
 
+class WorkerGroup:
+    """``n`` worker processes in one consumer group (scale-out by partition), each with its own
+    client id; ready when every one has its partitions and the group has stopped rebalancing."""
+
+    def __init__(self, settings: Settings, n: int):
+        self.workers = [WorkerProcess(settings.model_copy(update={"client_id": f"{settings.client_id}-{i}"}))
+                        for i in range(n)]
+
+    def wait_ready(self, timeout_s: float = 180, settle_s: float = 2.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        ready_since: float | None = None
+        while time.monotonic() < deadline:
+            ready = True
+            for w in self.workers:
+                if w.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited with {w.proc.returncode}")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{w.port}/readyz", timeout=1) as r:
+                        ready = ready and r.status == 200
+                except OSError:
+                    ready = False
+            now = time.monotonic()
+            if not ready:
+                ready_since = None
+            elif ready_since is None:
+                ready_since = now
+            elif now - ready_since >= (settle_s if len(self.workers) > 1 else 0):
+                return
+            time.sleep(0.05)
+        raise TimeoutError("workers not ready")
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.proc.terminate()
+        for w in self.workers:
+            w.stop()
+
+
 def billable(bundle: dict) -> list[dict]:
     return [e["resource"] for e in bundle["entry"] if e["resource"]["status"] == "billable"]
 
 
-def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int) -> tuple[float, int, bool]:
-    """(input messages/s, messages, all results equal the offline path) for a preloaded backlog."""
+def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int, workers: int = 1) -> tuple[float, int, bool]:
+    """(input messages/s, messages, all results equal the offline path) for a backlog produced
+    at full speed once the workers are ready (and, with several, done rebalancing): timed from
+    the first message produced to the last encounter charged correctly."""
     settings = settings_for(bootstrap)
     messages = generate(n_encounters, fmt, settings.topics, seed=seed)
     truth = offline_charges(messages, settings.topics)
-    forget_validated()  # the offline truth must not warm the pipeline's ChargeItem validation
     ensure_topics(settings)
-    produce(bootstrap, messages)
     watcher = ChargeWatcher(bootstrap, settings.topics.charges)
     watcher.start()
-    worker = WorkerProcess(settings)
+    worker = WorkerGroup(settings, workers)  # own processes: their caches start cold
     worker.wait_ready()
     start = time.perf_counter()
+    produce(bootstrap, messages)
     deadline = time.monotonic() + 600
     seen = -1
     correct = False
@@ -191,7 +231,7 @@ def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int) -> 
     return len(messages) / elapsed, len(messages), correct
 
 
-def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int) -> tuple[float, float, int]:
+def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int, workers: int = 1) -> tuple[float, float, int]:
     """p50/p99 ms from producing an encounter's close to its first charges, at ``rate`` msgs/s."""
     settings = settings_for(bootstrap)
     messages: list[Message] = []
@@ -203,7 +243,7 @@ def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int) -> t
     ensure_topics(settings)
     watcher = ChargeWatcher(bootstrap, settings.topics.charges)
     watcher.start()
-    worker = WorkerProcess(settings)
+    worker = WorkerGroup(settings, workers)
     worker.wait_ready()
     closed_at: dict[str, float] = {}
 
@@ -285,23 +325,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="infusion-charges bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workers", type=int, default=1, help="worker processes in the group (scale-out; default 1)")
     args = ap.parse_args(argv)
     n_enc = 150 if args.quick else 1000
     latency_s = 10 if args.quick else 30
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"workers": args.workers}
     with embedded_broker() as bootstrap:
         progress(f"embedded broker at {bootstrap}; feeds of {n_enc} encounters (5-30 administrations each)")
         base_messages = generate(n_enc, "fhir", Topics(), seed=args.seed)
         progress(f"raw passthrough of {len(base_messages)} messages ...")
         results["raw_passthrough_msgs_per_s"] = raw_passthrough(bootstrap, base_messages)
         for fmt in ("fhir", "hl7"):
-            progress(f"pipeline, {fmt.upper()} backlog ...")
-            rate, count, correct = pipeline_backlog(bootstrap, fmt, n_enc, args.seed)
+            progress(f"pipeline, {fmt.upper()} backlog, {args.workers} worker process(es) ...")
+            rate, count, correct = pipeline_backlog(bootstrap, fmt, n_enc, args.seed, args.workers)
             results[f"pipeline_{fmt}_msgs_per_s"] = rate
             results[f"pipeline_{fmt}_messages"] = count
             results[f"pipeline_{fmt}_correct"] = correct
         progress(f"close-to-charge latency at 1,000 administrations/s for {latency_s} s ...")
-        p50, p99, closes = close_to_charge(bootstrap, 1000, latency_s, args.seed)
+        p50, p99, closes = close_to_charge(bootstrap, 1000, latency_s, args.seed, args.workers)
         results.update(close_to_charge_p50_ms=p50, close_to_charge_p99_ms=p99, close_to_charge_encounters=closes)
     progress("coding core and memory ...")
     results["coding_core_encounters_per_s"], per_encounter = coding_core_rate(300 if args.quick else 2000, args.seed)

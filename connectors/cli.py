@@ -180,7 +180,7 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def run_bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from connectors.bench import main as bench_main
 
-    return bench_main([*(["--quick"] if args.quick else []), "--seed", str(args.seed)])
+    return bench_main([*(["--quick"] if args.quick else []), "--seed", str(args.seed), "--workers", str(args.workers)])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -201,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="pipeline benchmark on the embedded broker (see connectors/bench.py)")
     bench.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
     bench.add_argument("--seed", type=int, default=7)
+    bench.add_argument("--workers", type=int, default=1, help="worker processes in the group (scale-out; default 1)")
     bench.set_defaults(handler=run_bench)
     return p
 

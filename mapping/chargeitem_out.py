@@ -126,12 +126,6 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter:
 _VALIDATOR = ShapeValidator(ChargeItem)
 
 
-def forget_validated() -> None:
-    """Forget the shapes already validated (benchmarks measure the cold path)."""
-    global _VALIDATOR
-    _VALIDATOR = ShapeValidator(ChargeItem)
-
-
 def bundle(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A FHIR Bundle of type ``collection`` (entries are validated ChargeItems); id from content."""
     items = list(items)
