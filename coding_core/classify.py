@@ -16,7 +16,7 @@ from coding_core.formulary import Formulary, FormularyEntry, normalize_name
 from coding_core.model import AdministrationEvent, DrugClass, Method, PumpType, Route
 from coding_core.profile import Profile
 from coding_core.rules import THRESHOLDS, Kind
-from coding_core.timing import Interval, to_utc, whole_minutes
+from coding_core.timing import Interval, whole_minutes
 
 
 class Technique(StrEnum):
@@ -128,12 +128,8 @@ def _route(event: AdministrationEvent, drug_class: DrugClass) -> tuple[Route, No
     return Route.UNKNOWN, None
 
 
-def classify(event: AdministrationEvent, formulary: Formulary, profile: Profile) -> Classified:
-    return classify_at(event, to_utc(event.start) if event.start is not None else None, formulary, profile)
-
-
 def classify_at(event: AdministrationEvent, start: datetime | None, formulary: Formulary, profile: Profile) -> Classified:
-    """``classify`` with the event's start already converted to UTC (``to_utc``)."""
+    """Classify one administration; ``start`` is its start already converted to UTC (``to_utc``)."""
     entry = formulary.lookup(event.drug_codings, event.drug_text)
     if entry is not None:
         drug_key, drug_name = "hcpcs:" + entry.hcpcs, entry.name

@@ -136,11 +136,6 @@ class EncounterState(BaseModel):
         self.idle_closed = True
         return True
 
-    def tick(self, now_ms: int, idle_close_ms: int) -> None:
-        """Idle-close at once (the offline equivalent of the event round trip)."""
-        if self.idle_close_due(now_ms, idle_close_ms):
-            self.idle_close(self.last_record_ms)
-
     def expired(self, now_ms: int, retention_ms: int) -> bool:
         """Closed or discarded and silent for longer than the retention window: retire it."""
         return not self.retired and self.lifecycle is not Lifecycle.OPEN and now_ms - self.last_record_ms > retention_ms

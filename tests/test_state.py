@@ -154,16 +154,16 @@ def test_idle_close_for_outpatients_only_and_expiry():
     s = EncounterState(encounter_id="e-1")
     s.apply(encounter("in-progress"), 0)
     s.apply(chemo(), 10 * MIN)
-    s.tick(now_ms=60 * MIN, idle_close_ms=60 * MIN)
+    assert not s.idle_close_due(now_ms=60 * MIN, idle_close_ms=60 * MIN)
     assert s.lifecycle is Lifecycle.OPEN  # 50 silent minutes
-    s.tick(now_ms=70 * MIN, idle_close_ms=60 * MIN)
+    assert s.idle_close_due(now_ms=70 * MIN, idle_close_ms=60 * MIN) and s.idle_close(s.last_record_ms)
     assert s.lifecycle is Lifecycle.CLOSED and s.due()
     assert not s.expired(now_ms=70 * MIN, retention_ms=24 * 60 * MIN)
     assert s.expired(now_ms=70 * MIN + 24 * 60 * MIN, retention_ms=24 * 60 * MIN)
 
     inpatient = EncounterState(encounter_id="e-1")
     inpatient.apply(encounter("in-progress", cls="IMP"), 0)
-    inpatient.tick(now_ms=10_000 * MIN, idle_close_ms=60 * MIN)
+    assert not inpatient.idle_close_due(now_ms=10_000 * MIN, idle_close_ms=60 * MIN)
     assert inpatient.lifecycle is Lifecycle.OPEN and not inpatient.expired(10_000 * MIN, MIN)
 
 
@@ -195,8 +195,8 @@ def test_a_record_arriving_after_retention_is_refused_not_billed_from_scratch():
     restored = EncounterState.from_bytes(s.to_bytes())  # the marker survives a restart
     for state in (s, restored):
         assert state.apply(chemo(id="ma-late"), MIN + retention + 2) == "retired"
-        state.tick(now_ms=MIN + 2 * retention, idle_close_ms=60 * MIN)
-        assert not state.due() and state.records == {} and state.revision == 1
+        assert not state.idle_close_due(now_ms=MIN + 2 * retention, idle_close_ms=60 * MIN)
+        assert not state.idle_close(state.last_record_ms) and not state.due() and state.records == {} and state.revision == 1
 
 
 def test_changelog_round_trip_continues_identically():
