@@ -149,6 +149,12 @@ class WorkerProcess:
             time.sleep(0.05)
         raise TimeoutError("worker not ready")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the worker process has used so far (Linux /proc)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -191,6 +197,9 @@ class WorkerGroup:
             time.sleep(0.05)
         raise TimeoutError("workers not ready")
 
+    def cpu_seconds(self) -> float:
+        return sum(w.cpu_seconds() for w in self.workers)
+
     def stop(self) -> None:
         for w in self.workers:
             w.proc.terminate()
@@ -202,10 +211,12 @@ def billable(bundle: dict) -> list[dict]:
     return [e["resource"] for e in bundle["entry"] if e["resource"]["status"] == "billable"]
 
 
-def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int, workers: int = 1) -> tuple[float, int, bool]:
-    """(input messages/s, messages, all results equal the offline path) for a backlog produced
-    at full speed once the workers are ready (and, with several, done rebalancing): timed from
-    the first message produced to the last encounter charged correctly."""
+def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int, workers: int = 1) -> tuple[float, int, bool, float]:
+    """(input messages/s, messages, all results equal the offline path, worker CPU µs per
+    message) for a backlog produced at full speed once the workers are ready (and, with
+    several, done rebalancing): timed from the first message produced to the last encounter
+    charged correctly.  The CPU figure is the workers' own user+system time over the same
+    span: unlike the rate, it hardly moves when the harness or the broker compete for cores."""
     settings = settings_for(bootstrap)
     messages = generate(n_encounters, fmt, settings.topics, seed=seed)
     truth = offline_charges(messages, settings.topics)
@@ -214,6 +225,7 @@ def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int, wor
     watcher.start()
     worker = WorkerGroup(settings, workers)  # own processes: their caches start cold
     worker.wait_ready()
+    cpu_before = worker.cpu_seconds()
     start = time.perf_counter()
     produce(bootstrap, messages)
     deadline = time.monotonic() + 600
@@ -226,9 +238,10 @@ def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int, wor
             seen = arrived
             correct = all(billable(watcher.latest.get(e, {"entry": []})) == items for e, items in truth.items())
     elapsed = time.perf_counter() - start
+    cpu_us = (worker.cpu_seconds() - cpu_before) * 1e6 / len(messages)
     worker.stop()
     watcher.stop.set()
-    return len(messages) / elapsed, len(messages), correct
+    return len(messages) / elapsed, len(messages), correct, cpu_us
 
 
 def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int, workers: int = 1) -> tuple[float, float, int]:
@@ -337,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         results["raw_passthrough_msgs_per_s"] = raw_passthrough(bootstrap, base_messages)
         for fmt in ("fhir", "hl7"):
             progress(f"pipeline, {fmt.upper()} backlog, {args.workers} worker process(es) ...")
-            rate, count, correct = pipeline_backlog(bootstrap, fmt, n_enc, args.seed, args.workers)
+            rate, count, correct, cpu_us = pipeline_backlog(bootstrap, fmt, n_enc, args.seed, args.workers)
             results[f"pipeline_{fmt}_msgs_per_s"] = rate
+            results[f"pipeline_{fmt}_worker_cpu_us_per_msg"] = cpu_us
             results[f"pipeline_{fmt}_messages"] = count
             results[f"pipeline_{fmt}_correct"] = correct
         progress(f"close-to-charge latency at 1,000 administrations/s for {latency_s} s ...")
@@ -354,8 +368,10 @@ def main(argv: list[str] | None = None) -> int:
              "coding_core_encounters_per_s": (">=", 20000)}
     rows = [
         ("raw passthrough (ceiling)", f"{results['raw_passthrough_msgs_per_s']:,.0f} msgs/s", ""),
-        ("pipeline, FHIR", f"{results['pipeline_fhir_msgs_per_s']:,.0f} msgs/s", f"ratio {results['ratio_fhir']:.2f}"),
-        ("pipeline, HL7", f"{results['pipeline_hl7_msgs_per_s']:,.0f} msgs/s", f"ratio {results['ratio_hl7']:.2f}"),
+        ("pipeline, FHIR", f"{results['pipeline_fhir_msgs_per_s']:,.0f} msgs/s",
+         f"ratio {results['ratio_fhir']:.2f}; worker CPU {results['pipeline_fhir_worker_cpu_us_per_msg']:,.0f} µs/msg"),
+        ("pipeline, HL7", f"{results['pipeline_hl7_msgs_per_s']:,.0f} msgs/s",
+         f"ratio {results['ratio_hl7']:.2f}; worker CPU {results['pipeline_hl7_worker_cpu_us_per_msg']:,.0f} µs/msg"),
         ("close-to-charge p50 / p99", f"{p50:,.0f} / {p99:,.0f} ms", f"{closes} encounters"),
         ("coding core", f"{results['coding_core_encounters_per_s']:,.0f} encounters/s", f"no Kafka, {per_encounter:.1f} admins/encounter"),
         ("memory per open encounter", f"{results['rss_bytes_per_open_encounter']:,.0f} bytes", "RSS growth"),
