@@ -36,11 +36,13 @@ class ShapeValidator:
     def __init__(self, model: type[BaseModel], max_shapes: int = 4096, max_values: int = 50_000):
         self.model = model
         self.max_shapes, self.max_values = max_shapes, max_values
-        self._shapes: dict[Shape, None] = {}
+        # shape -> the check of each primitive value, in document order
+        self._shapes: dict[Shape, tuple[Callable[[Any], Any], ...]] = {}
         self._checks: dict[Path, Callable[[Any], Any]] = {}
-        # (path, type, value) of primitive values already found valid: code systems, units,
-        # codes and extension URLs repeat in nearly every resource.  Bounded: emptied when full.
-        self._valid: set[tuple[Path, type, Any]] = set()
+        # (check, type, value) -> the value as fhir.resources returns it, for primitive values
+        # already found valid: code systems, units, codes and extension URLs repeat in nearly
+        # every resource, and a view reads each value again.  Bounded: emptied when full.
+        self._valid: dict[tuple[Callable[[Any], Any], type, Any], Any] = {}
         self.full = self.fast = 0  # validations done in full / by primitive values only
 
     def validate(self, resource: dict[str, Any]) -> None:
@@ -51,39 +53,45 @@ class ShapeValidator:
         """The validated resource, read like a fhir.resources model: the model itself (new
         shape), or a :class:`FhirView` whose primitive values are converted by the same types
         (known shape).  An invalid resource raises fhir.resources' own error."""
-        leaves: list[tuple[Path, Any]] = []
-        shape = _shape(resource, (), leaves)
-        if shape in self._shapes:
-            checks, valid = self._checks, self._valid
+        values: list[Any] = []
+        shape = _shape(resource, values)
+        checks = self._shapes.get(shape)
+        if checks is not None:
+            valid = self._valid
             try:
-                for path, value in leaves:
-                    key = (path, value.__class__, value)
+                for check, value in zip(checks, values, strict=True):
+                    key = (check, value.__class__, value)
                     if key not in valid:
-                        checks[path](value)
+                        converted = check(value)
                         if len(valid) >= self.max_values:
                             valid.clear()
-                        valid.add(key)
+                        valid[key] = converted
             except (ValueError, TypeError):  # pydantic.ValidationError is a ValueError
                 return self.model.model_validate(resource)  # raises, with the element's location
             self.fast += 1
-            return FhirView(resource, (), checks)
+            return FhirView(resource, (), self._checks, valid)
         model = self.model.model_validate(resource)
         self.full += 1
-        self._learn(shape, leaves)
+        self._learn(shape, resource)
         return model
 
-    def _learn(self, shape: Shape, leaves: list[tuple[Path, Any]]) -> None:
+    def _learn(self, shape: Shape, resource: dict[str, Any]) -> None:
         """Remember a validated shape when every leaf's element type is known (and no null)."""
         if len(self._shapes) >= self.max_shapes:
             return
-        checks = {}
+        leaves: list[tuple[Path, Any]] = []
+        _leaves(resource, (), leaves)
+        checks = []
         for path, value in leaves:
             check = self._checks.get(path) or _leaf_check(self.model, path)
             if check is None or value is None:
                 return
-            checks[path] = check
-        self._checks.update(checks)
-        self._shapes[shape] = None
+            self._checks[path] = check
+            checks.append(check)
+        self._shapes[shape] = tuple(checks)
+
+
+_MISSING = object()
 
 
 class FhirView:
@@ -92,45 +100,66 @@ class FhirView:
     date, ``decimal`` -> Decimal); an absent element is None.  Python keywords take the
     ``_fhir`` suffix, as in fhir.resources (``class_fhir``)."""
 
-    __slots__ = ("_data", "_path", "_checks", "__dict__")
+    __slots__ = ("_data", "_path", "_checks", "_converted", "__dict__")
 
-    def __init__(self, data: dict[str, Any], path: Path, checks: dict[Path, Callable[[Any], Any]]):
-        self._data, self._path, self._checks = data, path, checks
+    def __init__(self, data: dict[str, Any], path: Path, checks: dict[Path, Callable[[Any], Any]],
+                 converted: dict[tuple[Callable[[Any], Any], type, Any], Any]):
+        self._data, self._path, self._checks, self._converted = data, path, checks, converted
 
     def __getattr__(self, name: str) -> Any:  # called once per element: the result is kept
         key = name[:-5] if name.endswith("_fhir") else name
         value = self._data.get(key)
-        result = None if value is None else _wrap(value, (*self._path, key), self._checks)
+        result = None if value is None else self._wrap(value, (*self._path, key))
         self.__dict__[name] = result
         return result
+
+    def _wrap(self, value: Any, path: Path) -> Any:
+        if isinstance(value, dict):
+            return FhirView(value, path, self._checks, self._converted)
+        if isinstance(value, list):
+            return [self._wrap(v, path) for v in value]
+        check = self._checks[path]
+        converted = self._converted.get((check, value.__class__, value), _MISSING)
+        return check(value) if converted is _MISSING else converted
 
     def get_resource_type(self) -> Any:
         return self._data.get("resourceType")
 
 
-def _wrap(value: Any, path: Path, checks: dict[Path, Callable[[Any], Any]]) -> Any:
-    if isinstance(value, dict):
-        return FhirView(value, path, checks)
-    if isinstance(value, list):
-        return [_wrap(v, path, checks) for v in value]
-    return checks[path](value)
-
-
-def _shape(node: Any, path: Path, leaves: list[tuple[Path, Any]]) -> Any:
-    """The structure of a JSON value as a hashable key; its primitive values go to ``leaves``."""
+def _shape(node: Any, values: list[Any]) -> Any:
+    """The structure of a JSON value as a hashable key; its primitive values go to ``values``
+    in document order (the order :func:`_leaves` finds their paths in)."""
     kind = type(node)
     if kind is dict:
         out: list[Any] = [_DICT]
         for key, value in node.items():
-            out.append(key)
-            out.append(_shape(value, (*path, key), leaves))
+            vkind = type(value)
+            if vkind is dict or vkind is list:
+                out += (key, _shape(value, values))
+            elif isinstance(value, (dict, list)):  # a subclass: same structure, rare
+                out += (key, _shape(dict(value) if isinstance(value, dict) else list(value), values))
+            else:
+                values.append(value)
+                out += (key, vkind)
         return tuple(out)
     if kind is list:
-        return (_LIST, *[_shape(value, path, leaves) for value in node])
-    if isinstance(node, (dict, list)):  # a subclass: same structure, rare
-        return _shape(dict(node) if isinstance(node, dict) else list(node), path, leaves)
-    leaves.append((path, node))
+        return (_LIST, *[_shape(value, values) for value in node])
+    if isinstance(node, (dict, list)):
+        return _shape(dict(node) if isinstance(node, dict) else list(node), values)
+    values.append(node)
     return kind
+
+
+def _leaves(node: Any, path: Path, leaves: list[tuple[Path, Any]]) -> None:
+    """Each primitive value with its element path (list indices left out), in document order."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _leaves(value, (*path, key), leaves)
+    elif isinstance(node, list):
+        for value in node:
+            _leaves(value, path, leaves)
+    else:
+        leaves.append((path, node))
 
 
 def _leaf_check(model: type[BaseModel], path: Path) -> Callable[[Any], Any] | None:
