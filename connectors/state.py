@@ -72,6 +72,24 @@ class EncounterState(BaseModel):
         self.last_record_ms = max(self.last_record_ms, timestamp_ms)
         return outcome
 
+    def apply_json(self, doc: dict[str, Any], timestamp_ms: int) -> str:
+        """:meth:`apply` for a record in its ``Mapped.to_json`` form (as the events topic carries
+        it); raises when ``doc`` is not a readable record.  A record not held yet is stored as
+        it came: the same data ``apply`` would store (``to_json`` of the parsed record), without
+        writing it out again."""
+        mapped = Mapped.from_json(doc)
+        key = f"{mapped.kind}:{mapped.id}"
+        if self.retired or key in self.records:
+            return self.apply(mapped, timestamp_ms)
+        self.records[key] = doc
+        self._parsed[key] = mapped
+        self._view = None
+        self.dirty = True
+        if self.idle_closed and mapped.kind == "encounter":
+            self.idle_closed = False  # the feed spoke: its status decides again
+        self.last_record_ms = max(self.last_record_ms, timestamp_ms)
+        return "added"
+
     def _held(self, key: str) -> Mapped | None:
         if key not in self.records:
             return None

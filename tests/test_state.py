@@ -221,3 +221,50 @@ def test_mapped_records_survive_json_with_their_merge_semantics():
     admin = chemo(version="4")
     assert Mapped.from_json(json.loads(json.dumps(admin.to_json()))) == admin
     assert admin.key() == "e-1" and back.key() == "V1"
+
+
+def _feed_records() -> list[Mapped]:
+    """Mapped records of both synthetic feeds and the bundled samples: every kind and mode."""
+    from connectors.routing import route_fhir, route_hl7
+    from connectors.settings import Topics
+    from connectors.synthetic import generate
+    from tests.pipeline_helpers import sample_messages, settings_for
+
+    topics = Topics()
+    out = []
+    for topic, _, value in [*generate(30, "fhir", topics, seed=3), *generate(30, "hl7", topics, seed=3),
+                            *sample_messages(settings_for("unused:9092"))]:
+        router = route_hl7 if topic.startswith("hl7") or b"MSH|" in value[:20] else route_fhir
+        out += router(value, TZ).records
+    assert {m.kind for m in out} == {"administration", "encounter"} and len({m.mode for m in out}) >= 3
+    return out
+
+
+def test_a_record_read_back_from_its_json_writes_the_same_json():
+    """The events topic carries ``to_json``; the state store keeps a new record's JSON as it
+    came, which is only right if reading and writing it again changes nothing."""
+    for m in _feed_records():
+        doc = json.loads(json.dumps(m.to_json()))
+        assert Mapped.from_json(doc).to_json() == doc
+        assert Mapped.key_of(doc) == m.key()
+
+
+def test_apply_json_builds_the_same_state_as_apply():
+    records = _feed_records()
+    records += records[::7]  # repeats: duplicates, and fills/merges of held encounters
+    by_json: dict[str, EncounterState] = {}
+    by_model: dict[str, EncounterState] = {}
+    outcomes = []
+    for i, m in enumerate(records):
+        doc = json.loads(json.dumps(m.to_json()))
+        a = by_json.setdefault(m.key(), EncounterState(encounter_id=m.key()))
+        b = by_model.setdefault(m.key(), EncounterState(encounter_id=m.key()))
+        outcomes.append((a.apply_json(doc, i), b.apply(Mapped.from_json(doc), i)))
+    assert all(x == y for x, y in outcomes) and {x for x, _ in outcomes} >= {"added", "duplicate"}
+    assert by_json.keys() == by_model.keys()
+    for key, a in by_json.items():
+        b = by_model[key]
+        assert a.to_bytes() == b.to_bytes()
+        a.idle_close(a.last_record_ms)
+        b.idle_close(b.last_record_ms)
+        assert a.code(FORMULARY, PROFILE) == b.code(FORMULARY, PROFILE)
