@@ -23,6 +23,11 @@ from tests.pipeline_helpers import (
     settings_for,
     write_config,
 )
+from coding_core.engine import code_encounter
+from coding_core.profile import Profile
+from mapping.chargeitem_out import to_charge_items
+from mapping.collector import Mapped
+from mapping.reference_data import load_formulary
 from tests.test_fhir_in import r4
 
 
@@ -306,5 +311,59 @@ def test_live_traffic_closes_do_not_overtake_their_administrations(kafka_bootstr
         assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
         revisions = all_results(kafka_bootstrap, settings.topics.charges)
         assert sorted(rev for _, rev in revisions) == ["1"] * len(truth), "an encounter was billed before all its administrations"
+    finally:
+        worker.close()
+
+
+def test_events_carry_an_encounters_records_together_and_older_or_broken_events_are_handled(kafka_bootstrap):
+    """The events topic carries one message per encounter per poll batch; a message of the
+    format before batching (one record) is still applied, and an unreadable record inside a
+    batch is dead-lettered on its own while the rest of the batch is applied."""
+    from kafka import KafkaConsumer
+
+    from connectors.synthetic import generate, offline_charges
+    from connectors.worker import RECORDS
+    from mapping.collector import FeedCollector
+    from mapping.fhir_in import map_resource
+
+    settings = settings_for(kafka_bootstrap)
+    messages = generate(20, "fhir", settings.topics, seed=5)
+    truth = offline_charges(messages, settings.topics)
+    produce(kafka_bootstrap, messages)  # a backlog: the worker reads many records per poll
+    worker = Running(settings)
+    try:
+        def done(latest):
+            return set(truth) <= set(latest) and all(billable(latest[e]) == truth[e] for e in truth)
+
+        assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
+        consumer = KafkaConsumer(settings.topics.events, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
+        events = [r for r in consumer]
+        consumer.close()
+        batches = [json.loads(r.value) for r in events]
+        records = [(r.key.decode(), doc) for r, b in zip(events, batches, strict=True) for doc in b.get(RECORDS, [])]
+        assert len(records) == len(messages)  # every mapped record, once
+        assert all(Mapped.key_of(doc) == key for key, doc in records)  # a message holds its key's records only
+        assert len(events) < len(records) / 3, "records were not sent together"
+
+        admin = map_resource(r4(id="ma-legacy", context={"reference": "Encounter/enc-legacy"}))
+        close = map_resource({"resourceType": "Encounter", "id": "enc-legacy", "status": "finished", "class": {"code": "AMB"}})
+        broken = {"kind": "administration", "id": "ma-broken", "mode": "versioned", "version": [None, None],
+                  "administration": {"encounter_id": "enc-legacy"}, "encounter": None}
+        produce(kafka_bootstrap, [
+            (settings.topics.events, b"enc-legacy", json.dumps(admin.to_json()).encode()),  # before batching
+            (settings.topics.events, b"enc-legacy", json.dumps({RECORDS: [broken, close.to_json()]}).encode()),
+        ])
+        offline = FeedCollector()
+        offline.offer(admin)
+        offline.offer(close)
+        (info, evs), = offline.by_encounter().values()
+        expected = to_charge_items(code_encounter(info, evs, load_formulary(), Profile()), info)
+        latest = latest_revisions(kafka_bootstrap, settings.topics.charges, lambda lt: "enc-legacy" in lt, timeout_s=60)
+        assert billable(latest["enc-legacy"]) == expected
+        got = dead_letters(kafka_bootstrap, settings.topics.dead_letter)
+        assert [json.loads(r.value) for r in got] == [broken]
+        assert dict(got[0].headers)["source.topic"].decode() == settings.topics.events
+        assert worker.thread.is_alive()
     finally:
         worker.close()
