@@ -160,7 +160,7 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from connectors.ops import configure_logging
     from connectors.settings import Settings, site_profile
-    from connectors.worker import Worker
+    from connectors.worker import Worker, tune_gc
 
     configure_logging()
     try:
@@ -173,6 +173,7 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    tune_gc()
     Worker(settings, formulary, profile).run(stop)
     return EXIT_OK
 
