@@ -96,7 +96,7 @@ class ChargeWatcher(threading.Thread):
     def __init__(self, bootstrap: str, topic: str):
         super().__init__(daemon=True)
         self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                      enable_auto_commit=False, group_id=None, fetch_max_wait_ms=50)
+                                      enable_auto_commit=False, group_id=None, fetch_max_wait_ms=10)
         self.latest: dict[str, dict] = {}
         self.arrived: dict[str, list[float]] = {}
         self.stop = threading.Event()

@@ -47,6 +47,9 @@ log = logging.getLogger("infusion_charges.worker")
 MINUTE_MS, DAY_MS = 60_000, 86_400_000
 IDLE_CLOSE = "idle_close_basis_ms"  # an events-topic control record: {IDLE_CLOSE: ms, "encounter": id}
 RECORDS = "records"  # an events-topic message: {RECORDS: [mapped record, ...]}, one encounter's, in order
+# While encounter updates are held, input partitions' end offsets are asked for at most this
+# often (one small broker request); a held close waits on average half of it.
+ENDS_REFRESH_MS = 25
 RECORDS_PER_EVENT = 200  # at most this many mapped records in one events message (~200 KB)
 
 
@@ -248,11 +251,11 @@ class Worker:
         partitions = [tp for tp in self.consumer.assignment() if tp.topic in inputs]
         # A partition read to its end vouches for what was produced before that end was asked
         # for.  The end a fetch last reported can be seconds old while the worker works through
-        # a batch, so the ends are asked for (at most every 100 ms while updates are held):
+        # a batch, so the ends are asked for (at most every ENDS_REFRESH_MS while updates are held):
         # with stale ends, live traffic let closes overtake their administrations (partial bills).
         now = self.clock() * 1000
         if now >= self._ends_next:
-            self._ends, self._ends_at, self._ends_next = self.consumer.end_offsets(partitions), now, now + 100
+            self._ends, self._ends_at, self._ends_next = self.consumer.end_offsets(partitions), now, now + ENDS_REFRESH_MS
         settled = self._ends_at - self.settings.hold_grace_ms  # producers' clocks may run a little ahead
         watermark: float = float("inf")
         for tp in partitions:
