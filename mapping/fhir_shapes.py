@@ -107,10 +107,12 @@ class FhirView:
         self._data, self._path, self._checks, self._converted = data, path, checks, converted
 
     def __getattr__(self, name: str) -> Any:  # called once per element: the result is kept
-        key = name[:-5] if name.endswith("_fhir") else name
+        key = name[:-5] if name[-5:] == "_fhir" else name
         value = self._data.get(key)
-        result = None if value is None else self._wrap(value, (*self._path, key))
-        self.__dict__[name] = result
+        if value is None:  # absent: most elements the mapping asks for
+            self.__dict__[name] = None
+            return None
+        result = self.__dict__[name] = self._wrap(value, (*self._path, key))
         return result
 
     def _wrap(self, value: Any, path: Path) -> Any:
