@@ -173,6 +173,7 @@ class Worker:
             while not stop.is_set():
                 batch = self.consumer.poll(timeout_ms=200, max_records=2000)
                 for tp, records in batch.items():
+                    self.metrics.consumed.labels(tp.topic).inc(len(records))
                     for record in records:
                         self._handle(record)
                     self._offsets[tp] = records[-1].offset + 1
@@ -201,7 +202,6 @@ class Worker:
     # --- one record ---------------------------------------------------------------------
 
     def _handle(self, record: Any) -> None:
-        self.metrics.consumed.labels(record.topic).inc()
         if record.topic == self.settings.topics.events:
             self.stats["events"] += 1
             self._apply(record)
