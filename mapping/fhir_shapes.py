@@ -47,33 +47,61 @@ class ShapeValidator:
 
     def validate(self, resource: dict[str, Any]) -> None:
         """Raise (as fhir.resources would: ``pydantic.ValidationError``) unless ``resource`` is valid."""
-        self.parse(resource)
+        values: list[Any] = []
+        shape = _shape(resource, values)
+        if self._known(shape, values):
+            self.fast += 1
+            return
+        self.model.model_validate(resource)  # raises, with the element's location
+        self.full += 1
+        self._learn(shape, resource)
 
     def parse(self, resource: dict[str, Any]) -> Any:
         """The validated resource, read like a fhir.resources model: the model itself (new
         shape), or a :class:`FhirView` whose primitive values are converted by the same types
         (known shape).  An invalid resource raises fhir.resources' own error."""
         values: list[Any] = []
-        shape = _shape(resource, values)
+        slots: list[tuple[Any, Any]] = []
+        shape, view = _shape_view(resource, values, slots)
         checks = self._shapes.get(shape)
         if checks is not None:
             valid = self._valid
             try:
-                for check, value in zip(checks, values, strict=True):
+                for check, value, (container, at) in zip(checks, values, slots, strict=True):
                     key = (check, value.__class__, value)
-                    if key not in valid:
+                    converted = valid.get(key, _MISSING)
+                    if converted is _MISSING:
                         converted = check(value)
                         if len(valid) >= self.max_values:
                             valid.clear()
                         valid[key] = converted
+                    container[at] = converted
             except (ValueError, TypeError):  # pydantic.ValidationError is a ValueError
                 return self.model.model_validate(resource)  # raises, with the element's location
             self.fast += 1
-            return FhirView(resource, (), self._checks, valid)
+            return view
         model = self.model.model_validate(resource)
         self.full += 1
         self._learn(shape, resource)
         return model
+
+    def _known(self, shape: Shape, values: list[Any]) -> bool:
+        """Is ``shape`` learned and is every one of its primitive ``values`` valid?"""
+        checks = self._shapes.get(shape)
+        if checks is None:
+            return False
+        valid = self._valid
+        try:
+            for check, value in zip(checks, values, strict=True):
+                key = (check, value.__class__, value)
+                if key not in valid:
+                    converted = check(value)
+                    if len(valid) >= self.max_values:
+                        valid.clear()
+                    valid[key] = converted
+        except (ValueError, TypeError):
+            return False
+        return True
 
     def _learn(self, shape: Shape, resource: dict[str, Any]) -> None:
         """Remember a validated shape when every leaf's element type is known (and no null)."""
@@ -95,37 +123,66 @@ _MISSING = object()
 
 
 class FhirView:
-    """A validated resource dict read like a fhir.resources model: ``view.dosage.route.coding``;
-    primitive values come back as fhir.resources returns them (``dateTime`` -> datetime or
-    date, ``decimal`` -> Decimal); an absent element is None.  Python keywords take the
-    ``_fhir`` suffix, as in fhir.resources (``class_fhir``)."""
+    """A validated resource read like a fhir.resources model: ``view.dosage.route.coding``.
 
-    __slots__ = ("_data", "_path", "_checks", "_converted", "__dict__")
+    Built in one pass with the resource's shape: each element is an attribute, a complex
+    one a view, a repeated one a list; primitive values are converted as fhir.resources
+    converts them (``dateTime`` -> datetime or date, ``decimal`` -> Decimal).  An absent
+    element reads as None; Python keywords take the ``_fhir`` suffix, as in fhir.resources
+    (``class_fhir``)."""
 
-    def __init__(self, data: dict[str, Any], path: Path, checks: dict[Path, Callable[[Any], Any]],
-                 converted: dict[tuple[Callable[[Any], Any], type, Any], Any]):
-        self._data, self._path, self._checks, self._converted = data, path, checks, converted
-
-    def __getattr__(self, name: str) -> Any:  # called once per element: the result is kept
-        key = name[:-5] if name[-5:] == "_fhir" else name
-        value = self._data.get(key)
-        if value is None:  # absent: most elements the mapping asks for
-            self.__dict__[name] = None
-            return None
-        result = self.__dict__[name] = self._wrap(value, (*self._path, key))
-        return result
-
-    def _wrap(self, value: Any, path: Path) -> Any:
-        if isinstance(value, dict):
-            return FhirView(value, path, self._checks, self._converted)
-        if isinstance(value, list):
-            return [self._wrap(v, path) for v in value]
-        check = self._checks[path]
-        converted = self._converted.get((check, value.__class__, value), _MISSING)
-        return check(value) if converted is _MISSING else converted
+    def __getattr__(self, name: str) -> Any:  # only called for an element the resource lacks
+        if name[:2] == "__":
+            raise AttributeError(name)  # the object protocol (copy, pickle, ...): not an element
+        if name[-5:] == "_fhir":
+            return self.__dict__.get(name[:-5])
+        return None
 
     def get_resource_type(self) -> Any:
-        return self._data.get("resourceType")
+        return self.__dict__.get("resourceType")
+
+
+def _shape_view(node: dict[str, Any], values: list[Any], slots: list[tuple[Any, Any]]) -> tuple[Shape, FhirView]:
+    """:func:`_shape` of a resource and, built alongside, its :class:`FhirView`: each primitive
+    value's place in the view goes to ``slots`` (container, key or index), in the order of
+    ``values``, for its converted value to be put there."""
+    out: list[Any] = [_DICT]
+    view = FhirView()
+    attrs = view.__dict__
+    for key, value in node.items():
+        vkind = type(value)
+        if vkind is dict:
+            sub, attrs[key] = _shape_view(value, values, slots)
+        elif vkind is list:
+            sub, attrs[key] = _shape_list(value, values, slots)
+        elif isinstance(value, (dict, list)):  # a subclass: same structure, rare
+            plain = dict(value) if isinstance(value, dict) else list(value)
+            sub, attrs[key] = (_shape_view if isinstance(value, dict) else _shape_list)(plain, values, slots)  # type: ignore[operator]
+        else:
+            values.append(value)
+            slots.append((attrs, key))
+            attrs[key] = value
+            sub = vkind
+        out += (key, sub)
+    return tuple(out), view
+
+
+def _shape_list(node: list[Any], values: list[Any], slots: list[tuple[Any, Any]]) -> tuple[Shape, list[Any]]:
+    out: list[Any] = [_LIST]
+    items: list[Any] = []
+    for i, value in enumerate(node):
+        vkind = type(value)
+        if vkind is dict or isinstance(value, dict):
+            sub, item = _shape_view(dict(value) if vkind is not dict else value, values, slots)
+        elif vkind is list or isinstance(value, list):
+            sub, item = _shape_list(list(value), values, slots)
+        else:
+            values.append(value)
+            slots.append((items, i))
+            sub, item = vkind, value
+        out.append(sub)
+        items.append(item)
+    return tuple(out), items
 
 
 def _shape(node: Any, values: list[Any]) -> Any:
