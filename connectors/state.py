@@ -9,6 +9,7 @@ No wall clock is read here: idle close and retention are decided on record times
 
 from __future__ import annotations
 
+import zlib
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +22,7 @@ from coding_core.profile import Profile
 from mapping.chargeitem_out import revision_bundle, to_charge_items
 from mapping.collector import Mapped, resolve
 
+COMPRESS_FROM_BYTES = 256 * 1024  # changelog states larger than this are compressed (JSON compresses ~10x)
 CLOSING_STATUSES = {"finished", "completed"}  # FHIR R4 / R5 Encounter.status; HL7 A03
 DISCARDING_STATUSES = {"cancelled", "entered-in-error"}  # FHIR; HL7 A11
 
@@ -188,10 +190,13 @@ class EncounterState(BaseModel):
     # --- changelog --------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
+        """Plain JSON; zlib-compressed JSON when larger than COMPRESS_FROM_BYTES (a long stay's
+        records and charges would otherwise outgrow Kafka's 1 MB message limit)."""
         # pydantic's serialiser: ~3x faster than json.dumps(model_dump()); key order is the
         # (deterministic) order the records were taken in, and survives a restore.
-        return self.model_dump_json().encode()
+        data = self.model_dump_json().encode()
+        return zlib.compress(data, 1) if len(data) > COMPRESS_FROM_BYTES else data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EncounterState:
-        return cls.model_validate_json(data)
+        return cls.model_validate_json(data if data[:1] == b"{" else zlib.decompress(data))

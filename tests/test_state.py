@@ -268,3 +268,21 @@ def test_apply_json_builds_the_same_state_as_apply():
         a.idle_close(a.last_record_ms)
         b.idle_close(b.last_record_ms)
         assert a.code(FORMULARY, PROFILE) == b.code(FORMULARY, PROFILE)
+
+
+def test_a_large_state_is_compressed_on_the_changelog_and_read_back():
+    """A long stay's records and charges would outgrow Kafka's 1 MB message limit as JSON."""
+    from connectors.state import COMPRESS_FROM_BYTES
+
+    s = EncounterState(encounter_id="e-1")
+    s.apply(encounter("in-progress", cls="IMP"), 0)
+    n = 0
+    while len(s.model_dump_json()) <= 4 * COMPRESS_FROM_BYTES:
+        s.apply(chemo(id=f"ma-{n}"), n)
+        n += 1
+    data = s.to_bytes()
+    assert len(data) < COMPRESS_FROM_BYTES and data[:1] != b"{"
+    restored = EncounterState.from_bytes(data)
+    assert restored == s and len(restored.administrations()) == n
+    small = EncounterState(encounter_id="e-2")
+    assert small.to_bytes()[:1] == b"{" and EncounterState.from_bytes(small.to_bytes()) == small  # plain JSON below it
