@@ -160,7 +160,7 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from connectors.ops import configure_logging
     from connectors.settings import Settings, site_profile
-    from connectors.worker import Worker, tune_gc
+    from connectors.worker import DeliveryError, Worker, tune_gc
 
     configure_logging()
     try:
@@ -174,7 +174,11 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     tune_gc()
-    Worker(settings, formulary, profile).run(stop)
+    try:
+        Worker(settings, formulary, profile).run(stop)
+    except DeliveryError as e:
+        print(f"infusion-charges: error: {e}", file=err)  # restart: the input is read again
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     linger_ms: int = Field(default=20, ge=0)
     # Input messages larger than this are dead-lettered without being parsed.
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # A revision bundle larger than this is not published: the triggering record is
+    # dead-lettered (RevisionTooLarge) and the encounter is left as last published.  Keep it
+    # within the charges topic's max.message.bytes (Kafka's default is 1 MB).
+    max_revision_bytes: int = Field(default=1_000_000, ge=1024)
 
     @classmethod
     def settings_customise_sources(

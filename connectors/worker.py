@@ -44,6 +44,12 @@ from connectors.state import EncounterState, Lifecycle
 from mapping.collector import Mapped
 
 log = logging.getLogger("infusion_charges.worker")
+
+
+class DeliveryError(RuntimeError):
+    """A record the worker produced was not acknowledged by the broker (after the producer's
+    own retries).  The worker stops without committing offsets past it: a restarted worker
+    reads the same input again (at-least-once), nothing is skipped."""
 MINUTE_MS, DAY_MS = 60_000, 86_400_000
 IDLE_CLOSE = "idle_close_basis_ms"  # an events-topic control record: {IDLE_CLOSE: ms, "encounter": id}
 RECORDS = "records"  # an events-topic message: {RECORDS: [mapped record, ...]}, one encounter's, in order
@@ -127,7 +133,10 @@ class Worker:
         if self.transactional:
             # Stable per worker instance (fencing of a zombie after restart): give each pod its own client_id.
             txn = {"transactional_id": f"{settings.group_id}-{settings.client_id}", "enable_idempotence": True}
-        self.producer = KafkaProducer(**kafka, acks="all", linger_ms=settings.linger_ms, retries=10, batch_size=BATCH_BYTES, **txn)
+        self.producer = KafkaProducer(**kafka, acks="all", linger_ms=settings.linger_ms, retries=10, batch_size=BATCH_BYTES,
+                                      max_request_size=max(1_048_576, settings.max_revision_bytes + 65_536), **txn)
+        self._sent: list[Any] = []  # futures of the records produced since the last checkpoint
+        self._delivery_failed: DeliveryError | None = None
         self.consumer = KafkaConsumer(
             **kafka, group_id=settings.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed" if self.transactional else "read_uncommitted",
@@ -149,7 +158,10 @@ class Worker:
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
                 worker.ready = False
-                worker._checkpoint()
+                try:
+                    worker._checkpoint()
+                except DeliveryError:
+                    pass  # recorded: run() stops as soon as this poll returns (kafka-python would wrap it)
                 # held updates of revoked inputs: uncommitted, so the next owner reads them again
                 gone = set(revoked)
                 worker._held = [h for h in worker._held if h[1] not in gone]
@@ -177,6 +189,8 @@ class Worker:
         try:
             while not stop.is_set():
                 batch = self.consumer.poll(timeout_ms=200, max_records=2000)
+                if self._delivery_failed is not None:
+                    raise self._delivery_failed
                 for tp, records in batch.items():
                     self.metrics.consumed.labels(tp.topic).inc(len(records))
                     for record in records:
@@ -329,11 +343,12 @@ class Worker:
         self._close_requested.pop((record.partition, encounter_id), None)
         if state is not None and state.idle_close(basis_ms):
             self._dirty_states[(record.partition, encounter_id)] = state
-            self._code_if_due(record.partition, state)
+            self._code_if_due(record.partition, state, record)
 
     def _code_if_due(self, partition: int, state: EncounterState, record: Any = None, doc: Any = None) -> None:
         if not state.due():
             return
+        published = state.revision, state.published
         try:
             with self.metrics.coding_seconds.time():
                 bundle = state.code(self.formulary, self.profile)
@@ -352,11 +367,26 @@ class Worker:
         self._dirty_states[(partition, state.encounter_id)] = state
         if bundle is None:
             return
+        value = _json(bundle)
+        if len(value) > self.settings.max_revision_bytes:
+            # Kafka would refuse it: leave the encounter as last published (no retry loop; the
+            # next record of the encounter, once the limit is raised, publishes it).
+            state.revision, state.published = published
+            self.stats["revisions_too_large"] = self.stats.get("revisions_too_large", 0) + 1
+            log.error("revision of encounter %s not published: %d bytes", state.encounter_id, len(value),
+                      extra={"encounter_id": state.encounter_id, "bytes": len(value)})
+            if record is not None:
+                self._dead_letter(record, "RevisionTooLarge",
+                                  f"revision {state.revision + 1} of encounter {state.encounter_id} is {len(value)} bytes, "
+                                  f"over max_revision_bytes {self.settings.max_revision_bytes}: not published "
+                                  "(raise the charges topic's max.message.bytes and max_revision_bytes)",
+                                  value=None if doc is None else _event_json(doc))
+            return
         self.stats["revisions"] += 1
         self.metrics.revisions.inc()
         self.metrics.close_to_charge_seconds.observe(max(0.0, self.clock() - state.last_record_ms / 1000))
         headers = [("encounter-id", state.encounter_id.encode()), ("revision", str(state.revision).encode())]
-        self._send(self.settings.topics.charges, key=state.encounter_id.encode(), value=_json(bundle), headers=headers)
+        self._send(self.settings.topics.charges, key=state.encounter_id.encode(), value=value, headers=headers)
 
     def _tick(self) -> None:
         now_ms = int(self.clock() * 1000)
@@ -397,17 +427,34 @@ class Worker:
         if self.transactional and not self._in_transaction:
             self.producer.begin_transaction()
             self._in_transaction = True
-        self.producer.send(topic, **kwargs)
+        self._sent.append(self.producer.send(topic, **kwargs))
         self.metrics.produced.labels(topic).inc()
+
+    def _check_delivered(self) -> None:
+        """After a flush: every record produced since the last checkpoint was acknowledged, or
+        DeliveryError (and no offset is committed by this worker again)."""
+        failed = [f for f in self._sent if f.failed()]
+        self._sent = [f for f in self._sent if not f.is_done]
+        if failed and self._delivery_failed is None:
+            self._delivery_failed = DeliveryError(
+                f"{len(failed)} produced record(s) not acknowledged ({type(failed[0].exception).__name__}); "
+                "stopping without committing their input")
+        if self._delivery_failed is not None:
+            raise self._delivery_failed
 
     def _checkpoint(self) -> None:
         """The one place offsets are committed.
 
         at-least-once: results, then the changelog, then the offsets, each acknowledged first.
-        exactly-once: results, changelog and offsets in one Kafka transaction."""
+        exactly-once: results, changelog and offsets in one Kafka transaction.
+        A record the broker did not acknowledge stops the worker (DeliveryError) before any
+        offset past it is committed."""
+        if self._delivery_failed is not None:
+            raise self._delivery_failed
         self._flush_events()
         if not self.transactional:
             self.producer.flush()
+            self._check_delivered()
         for (partition, key), state in self._dirty_states.items():
             value = state.to_bytes() if state is not None else None
             self._send(self.settings.topics.state, key=key.encode(), value=value, partition=partition)
@@ -421,6 +468,7 @@ class Worker:
         self._committed.update(target)
         if not self.transactional:
             self.producer.flush()
+            self._check_delivered()
             if offsets:
                 self.consumer.commit(offsets)
             return
@@ -432,7 +480,8 @@ class Worker:
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
-            self.producer.commit_transaction()
+            self.producer.commit_transaction()  # raises unless every record of it was acknowledged
+            self._sent.clear()
         except Exception:
             self.producer.abort_transaction()  # the batch will be consumed again
             raise

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -365,5 +366,69 @@ def test_events_carry_an_encounters_records_together_and_older_or_broken_events_
         assert [json.loads(r.value) for r in got] == [broken]
         assert dict(got[0].headers)["source.topic"].decode() == settings.topics.events
         assert worker.thread.is_alive()
+    finally:
+        worker.close()
+
+
+def test_a_result_the_broker_never_acknowledges_stops_the_worker_and_its_input_is_read_again(kafka_bootstrap):
+    """At-least-once must not rest on flush() alone: it returns when sends have *finished*,
+    failed ones included.  A failed send stops the worker before any offset past it is
+    committed; the next worker reads the same input again and publishes everything."""
+    from kafka.errors import KafkaTimeoutError
+    from kafka.future import Future
+
+    from connectors.worker import DeliveryError
+
+    settings = settings_for(kafka_bootstrap)
+    truth = offline_truth()
+    hook = threading.excepthook
+    errors: list[BaseException] = []
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    failing = Running(settings)
+    real_send = failing.worker.producer.send
+
+    def send(topic, **kwargs):
+        if topic == settings.topics.charges:
+            future = Future()
+            future.failure(KafkaTimeoutError("simulated: batch expired before the broker acknowledged it"))
+            return future
+        return real_send(topic, **kwargs)
+
+    failing.worker.producer.send = send
+    try:
+        produce(kafka_bootstrap, sample_messages(settings))
+        failing.thread.join(60)
+        assert not failing.thread.is_alive() and errors and isinstance(errors[0], DeliveryError)
+    finally:
+        threading.excepthook = hook
+    # the next worker (same group) reads from what was committed: every encounter is charged
+    worker = Running(settings)
+    try:
+        def done(latest):
+            return set(latest) == set(truth) and all(billable(latest[e]) == truth[e] for e in truth)
+
+        assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
+    finally:
+        worker.close()
+
+
+def test_a_revision_too_large_to_publish_is_dead_lettered_and_the_encounter_left_as_published(kafka_bootstrap):
+    settings = settings_for(kafka_bootstrap, max_revision_bytes=4096)
+    truth = offline_truth()
+    worker = Running(settings)
+    try:
+        produce(kafka_bootstrap, sample_messages(settings))
+        from connectors.worker import _json
+        from mapping.chargeitem_out import revision_bundle
+
+        small = {e for e, items in truth.items() if len(_json(revision_bundle(e, 1, items))) <= 4096}
+        got = dead_letters(kafka_bootstrap, settings.topics.dead_letter, at_least=len(truth) - len(small))
+        too_large = [dict(r.headers) for r in got if dict(r.headers)["error.type"] == b"RevisionTooLarge"]
+        assert len(too_large) == len(truth) - len(small) > 0
+        assert all(b"max_revision_bytes 4096" in h["error.message"] for h in too_large)
+        published = all_results(kafka_bootstrap, settings.topics.charges)
+        assert {enc for enc, _ in published} <= small  # nothing too large was published
+        assert all(len(v) <= 4096 for values in published.values() for v in values)
+        assert worker.thread.is_alive() and worker.worker.stats["revisions_too_large"] == len(too_large)
     finally:
         worker.close()
