@@ -161,9 +161,11 @@ def classify_at(event: AdministrationEvent, start: datetime | None, formulary: F
         c.kind = Kind.PUMP_REFILL_IMPLANTABLE if event.pump is PumpType.IMPLANTABLE else Kind.PUMP_REFILL_PORTABLE
         return c
 
-    route, note = _route(event, drug_class)
-    if note:
-        _note(c, note)
+    route = event.route
+    if route is Route.UNKNOWN:
+        route, note = _route(event, drug_class)
+        if note:
+            _note(c, note)
     if route is Route.UNKNOWN:
         _note(c, Note("missing-route", f"administration {event.id}: route not documented; no administration service coded"))
         return _exclude(c, "route not documented")

@@ -71,6 +71,7 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
     ordered = (sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3] or "")) if route_mods
                else sorted(groups.items()))  # keys are unique: the lists are never compared
     line_mods = profile.drug_line_modifiers
+    mods_by_route: dict[str | None, tuple[str, ...]] = {}  # route modifier -> the line's modifiers
     jw_jz = profile.jw_jz
     for gkey, items in ordered:
         day, hcpcs = gkey[0], gkey[1]
@@ -84,7 +85,9 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
         entry = first.entry
         ndc = _ndc(items)
         codings = first.event.drug_codings
-        modifiers: tuple[str, ...] = tuple([m for m in ((route_mod, *line_mods) if line_mods else (route_mod,)) if m])
+        modifiers = mods_by_route.get(route_mod)
+        if modifiers is None:
+            modifiers = mods_by_route[route_mod] = tuple([m for m in (route_mod, *line_mods) if m])
         name = first.drug_name
         if entry is None:
             lines.append(coded_line(hcpcs, "HCPCS", 1, modifiers, day, ids, "drug.unclassified",
@@ -121,13 +124,14 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
         jw_units = 0
         if total > 0:
             per_unit = total / bu
-            units = max(1, _ceil(per_unit))
+            units = max(1, int(per_unit.to_integral_value(rounding=ROUND_CEILING)))  # _ceil, inlined
             bu_text = _BU_TEXT.get(bu)
             if bu_text is None:
                 bu_text = _fmt(bu)
                 if len(_BU_TEXT) < 1024:
                     _BU_TEXT[bu] = bu_text
-            reason = f"{name}: {_fmt(total)} {bu_unit} / {bu_text} {bu_unit} per unit = {_fmt(per_unit)} -> {units} unit(s), rounded up"
+            # ``{d.normalize():f}`` is ``_fmt(d)``, inlined (hot)
+            reason = f"{name}: {total.normalize():f} {bu_unit} / {bu_text} {bu_unit} per unit = {per_unit.normalize():f} -> {units} unit(s), rounded up"
             if jw_jz and entry.single_dose:
                 if waste > 0:
                     jw_units = _ceil((total + waste) / bu) - units

@@ -57,7 +57,7 @@ from coding_core.rules import (
     Kind,
     Role,
 )
-from coding_core.timing import Interval, hour_starts, local_date, local_parts, overlap_minutes, subtract, to_utc, total_minutes, union, whole_minutes
+from coding_core.timing import Interval, hour_starts, local_parts, overlap_minutes, subtract, to_utc, total_minutes, union, whole_minutes
 
 IGNORED_STATUSES = {
     AdminStatus.ENTERED_IN_ERROR: "entered in error: ignored",
@@ -94,7 +94,11 @@ class Service:
             self.ids = tuple(sorted([m.id for m in members]))
             self.site = members[0].site if members else None
         self.intervals = intervals
-        self.minutes = total_minutes(intervals)
+        if len(intervals) == 1:  # total_minutes, inlined for the usual single interval
+            s, e = intervals[0]
+            self.minutes = whole_minutes(s, e)
+        else:
+            self.minutes = total_minutes(intervals)
         self.described: str | None = None  # ``_Ctx.describe`` of the current intervals
         self.order = (self.start, self.ids)  # start/ids never change after construction
         rank = HIERARCHY_RANK.get(kind)
@@ -125,7 +129,8 @@ class _Ctx:
     warnings: list[CodingWarning] = field(default_factory=list)
     exclusions: list[Exclusion] = field(default_factory=list)
     concurrent_reported: bool = False
-    _local: dict = field(default_factory=dict)
+    _local: dict = field(default_factory=dict)  # instant -> local_parts
+    _day_texts: dict = field(default_factory=dict)  # local date -> "YYYY-MM-DD " (see local_parts)
 
     @property
     def facility(self) -> bool:
@@ -145,32 +150,43 @@ class _Ctx:
         self.lines.append(coded_line(rule.code, "CPT", units, modifiers, day, svc.ids, rule.rule, f"{reason} — {rule.text}",
                                      minutes, svc.site, svc.drug_name, (), None, role))  # type: ignore[arg-type]
 
-    def local(self, instant: datetime) -> str:
-        """'YYYY-MM-DD HH:MM' in the site's zone, cached per instant for this encounter."""
+    def parts(self, instant: datetime) -> tuple[date, str]:
+        """(local date, 'YYYY-MM-DD HH:MM') in the site's zone, cached per instant for this encounter."""
         parts = self._local.get(instant)
         if parts is None:
-            parts = self._local[instant] = local_parts(instant, self.tz)
-        return parts[1]
+            parts = self._local[instant] = local_parts(instant, self.tz, self._day_texts)
+        return parts
+
+    def local(self, instant: datetime) -> str:
+        """'YYYY-MM-DD HH:MM' in the site's zone."""
+        return self.parts(instant)[1]
 
     def day(self, instant: datetime) -> date:
+        """The local date of service of an instant."""
         parts = self._local.get(instant)
         if parts is None:
-            parts = self._local[instant] = local_parts(instant, self.tz)
+            parts = self._local[instant] = local_parts(instant, self.tz, self._day_texts)
         return parts[0]
 
     def describe(self, svc: Service) -> str:
         text = svc.described
         if text is None:
-            parts = []
-            local = self.local
+            texts = []
+            cache, tz, day_texts = self._local, self.tz, self._day_texts
             for s, e in svc.intervals:
-                a = local(s)
+                a = cache.get(s)  # self.parts(s), inlined (hot)
+                if a is None:
+                    a = cache[s] = local_parts(s, tz, day_texts)
+                a = a[1]
                 if s == e:
-                    parts.append(a)
+                    texts.append(a)
                 else:
-                    b = local(e)
-                    parts.append(f"{a}–{b[11:] if a[:10] == b[:10] else b}")
-            text = svc.described = f"{svc.drug_name} [{', '.join(parts)}] on {svc.site or UNSPECIFIED_SITE}"
+                    b = cache.get(e)
+                    if b is None:
+                        b = cache[e] = local_parts(e, tz, day_texts)
+                    b = b[1]
+                    texts.append(f"{a}–{b[11:] if a[:10] == b[:10] else b}")
+            text = svc.described = f"{svc.drug_name} [{', '.join(texts)}] on {svc.site or UNSPECIFIED_SITE}"
         return text
 
 
@@ -214,8 +230,8 @@ def code_encounter(
     lines = sorted(ctx.lines, key=_line_order)
     warnings = sorted({(w.code, w.administration_ids, w.message): w for w in ctx.warnings}.items())
     exclusions = sorted({(x.administration_id, x.reason): x for x in ctx.exclusions}.items())
-    return coding_result(encounter.id, profile.setting, tuple(lines), tuple(w for _, w in warnings),
-                         tuple(x for _, x in exclusions), formulary.version)
+    return coding_result(encounter.id, profile.setting, tuple(lines), tuple([w for _, w in warnings]),
+                         tuple([x for _, x in exclusions]), formulary.version)
 
 
 _ROLE_ORDER = {"initial": 0, "standalone": 1, "add-on": 2, "drug": 3}
@@ -292,7 +308,7 @@ def _transfusion_windows(ctx: _Ctx, classified: list[Classified]) -> list[Interv
 
 
 def _best(members: list[Classified]) -> tuple:
-    return min((-HIERARCHY_RANK[c.kind], c.start, c.id) for c in members)  # type: ignore[index]
+    return min([(-HIERARCHY_RANK[c.kind], c.start, c.id) for c in members])  # type: ignore[index]
 
 
 def _scopes(ctx: _Ctx, hierarchy: list[Classified]) -> list[tuple[str, list[Classified]]]:
@@ -302,7 +318,7 @@ def _scopes(ctx: _Ctx, hierarchy: list[Classified]) -> list[tuple[str, list[Clas
     if not ctx.facility:
         by_day: dict[str, list[Classified]] = defaultdict(list)
         for c in hierarchy:
-            by_day[local_date(c.start, ctx.tz).isoformat()].append(c)  # type: ignore[arg-type]
+            by_day[ctx.day(c.start).isoformat()].append(c)  # type: ignore[arg-type]
         for day_members in by_day.values():
             _join_primary_access(ctx, day_members)
         return sorted(by_day.items())
@@ -310,6 +326,8 @@ def _scopes(ctx: _Ctx, hierarchy: list[Classified]) -> list[tuple[str, list[Clas
     by_site: dict[str, list[Classified]] = defaultdict(list)
     for c in hierarchy:
         by_site[c.site or target].append(c)
+    if len(by_site) == 1:
+        return list(by_site.items())
     return sorted(by_site.items(), key=lambda kv: (_best(kv[1]), kv[0]))
 
 
@@ -318,12 +336,12 @@ def _join_primary_access(ctx: _Ctx, members: list[Classified]) -> str:
     (the site of the highest service in the hierarchy): for concurrency, summed bags and
     hydration time as well as for the initial service.  Returns the site they joined."""
     unsited = [c for c in members if not c.site]
+    if not unsited:
+        return UNSPECIFIED_SITE
     by_site: dict[str, list[Classified]] = defaultdict(list)
     for c in members:
         if c.site:
             by_site[c.site].append(c)
-    if not unsited:
-        return UNSPECIFIED_SITE
     ids = [c.id for c in unsited]
     if not by_site:
         ctx.warn("missing-access-site", f"{len(ids)} administration(s) without a documented access site: coded as one access", ids)
@@ -515,21 +533,21 @@ def _added_hours(ctx: _Ctx, s: Service, rule: CodeRule, skip_first: bool, extra:
             ctx.exclude(s.ids, f"{rule.code}: {s.minutes} min is 30 min or less")
         return
     blocks = hour_starts(s.intervals)
-    per_day: dict[date, list[tuple[datetime, int]]] = {}
+    per_day: dict[date, list[str]] = {}  # day -> "HH:MM+Nmin" of each counted hour begun that day
     threshold = THRESHOLDS.addon_hour_min_minutes
-    for b in blocks[1 if skip_first else 0:]:
-        if b[1] >= threshold:
-            day = ctx.day(b[0])
+    for start, minutes in blocks[1 if skip_first else 0:]:
+        if minutes >= threshold:
+            day, local = ctx.parts(start)
             bs = per_day.get(day)
             if bs is None:
-                per_day[day] = [b]
+                per_day[day] = [f"{local[11:]}+{minutes}min"]
             else:
-                bs.append(b)
+                bs.append(f"{local[11:]}+{minutes}min")
     what = "additional hour(s)" if skip_first else "hour(s)"
     role = "add-on" if rule.addon else "initial"
     described = ctx.describe(s)
     for day, bs in sorted(per_day.items()) if len(per_day) > 1 else per_day.items():
-        parts = ", ".join([f"{ctx.local(start)[11:]}+{minutes}min" for start, minutes in bs])
+        parts = ", ".join(bs)
         ctx.emit(rule, len(bs), day, s, role,
                  f"{described}: {s.minutes} min in all; {len(bs)} {what} begun on {day.isoformat()} ({parts}){extra}", s.minutes)
 
@@ -542,12 +560,12 @@ def _code_standalone(ctx: _Ctx, standalone: list[Classified]) -> None:
         assert kind is not None
         if kind is Kind.PORT_IRRIGATION:
             continue
-        svc = Service(kind, c.drug_key, c.drug_name, [c], [c.interval] if c.interval else [])
-        day = local_date(c.start or _FAR_PAST, ctx.tz)
-        rule = STANDALONE_CODES[kind]
+        day = ctx.day(c.start or _FAR_PAST)
         if kind in (Kind.CHEMO_INJECTION, Kind.CHEMO_HORMONAL_INJECTION, Kind.THERAPEUTIC_INJECTION):
             injections[(kind, day)].append(c)
             continue
+        svc = Service(kind, c.drug_key, c.drug_name, [c], [c.interval] if c.interval else [])
+        rule = STANDALONE_CODES[kind]
         if kind is Kind.SC_INFUSION:
             if sc_sites:
                 if c.site not in sc_sites:
@@ -564,19 +582,21 @@ def _code_standalone(ctx: _Ctx, standalone: list[Classified]) -> None:
         if kind in STANDALONE_ADDED_HOUR and svc.intervals:
             _added_hours(ctx, svc, STANDALONE_ADDED_HOUR[kind], skip_first=True)
     for (kind, day), group in sorted(injections.items(), key=lambda kv: (kv[0][1], kv[0][0].value)):
-        svc = Service(kind, "injections", ", ".join(c.drug_name for c in group), group, [])
+        svc = Service(kind, "injections", ", ".join([c.drug_name for c in group]), group, [])
         ctx.emit(STANDALONE_CODES[kind], len(group), day, svc, "standalone",
                  f"{len(group)} injection(s): {svc.drug_name}; the IV hierarchy does not apply to SC/IM injections")
 
 
 def _port_irrigation(ctx: _Ctx, flushes: list[Classified]) -> None:
+    if not flushes:
+        return
     days_with_service = {ln.service_date for ln in ctx.lines}
     done: set[date] = set()
     for c in sorted(flushes, key=lambda c: (c.start or _FAR_PAST, c.id)):
         if c.start is None:
             ctx.exclude((c.id,), "port irrigation without a time")
             continue
-        day = local_date(c.start, ctx.tz)
+        day = ctx.day(c.start)
         if day in days_with_service:
             ctx.exclude((c.id,), "port irrigation is bundled when another service is reported that day")
         elif day in done:

@@ -49,6 +49,8 @@ def additional_hour_units(total_minutes: int) -> int:
 
 def union(intervals: list[Interval]) -> list[Interval]:
     """Merge overlapping/adjacent intervals; result sorted and disjoint."""
+    if len(intervals) < 2:  # nothing to merge (the usual single bag or push)
+        return list(intervals)
     out: list[Interval] = []
     for s, e in sorted(intervals):
         if out and s <= out[-1][1]:
@@ -78,8 +80,9 @@ def subtract(intervals: list[Interval], remove: list[Interval]) -> list[Interval
 
 def overlap_minutes(a: list[Interval], b: list[Interval]) -> int:
     total = 0
+    merged_b = union(b)
     for s1, e1 in union(a):
-        for s2, e2 in union(b):
+        for s2, e2 in merged_b:
             s, e = max(s1, s2), min(e1, e2)
             if e > s:
                 total += whole_minutes(s, e)
@@ -87,10 +90,12 @@ def overlap_minutes(a: list[Interval], b: list[Interval]) -> int:
 
 
 def total_minutes(intervals: list[Interval]) -> int:
+    if not intervals:
+        return 0
     if len(intervals) == 1:
         s, e = intervals[0]
         return whole_minutes(s, e)
-    return sum(whole_minutes(s, e) for s, e in union(intervals))
+    return sum([whole_minutes(s, e) for s, e in union(intervals)])
 
 
 @dataclass(frozen=True)
@@ -150,10 +155,18 @@ def fmt_local(instant: datetime, tz: ZoneInfo) -> str:
 _HH_MM = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
 
 
-def local_parts(instant: datetime, tz: ZoneInfo) -> tuple[date, str]:
-    """(local date, 'YYYY-MM-DD HH:MM' local text) with one zone conversion."""
+def local_parts(instant: datetime, tz: ZoneInfo, day_texts: dict[date, str] | None = None) -> tuple[date, str]:
+    """(local date, 'YYYY-MM-DD HH:MM' local text) with one zone conversion.
+
+    ``day_texts``: the caller's own cache of 'YYYY-MM-DD ' per local date (the engine keeps one
+    per encounter); the text is the same with or without it."""
     local = instant.astimezone(tz)
     day = local.date()
     if local.year < 1000:  # keep strftime's rendering of such years
         return day, local.strftime("%Y-%m-%d %H:%M")
-    return day, f"{day.isoformat()} {_HH_MM[local.hour * 60 + local.minute]}"
+    if day_texts is None:
+        return day, f"{day.isoformat()} {_HH_MM[local.hour * 60 + local.minute]}"
+    prefix = day_texts.get(day)
+    if prefix is None:
+        prefix = day_texts[day] = day.isoformat() + " "
+    return day, prefix + _HH_MM[local.hour * 60 + local.minute]

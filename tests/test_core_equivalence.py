@@ -84,3 +84,35 @@ def test_hour_starts_match_the_reference_split() -> None:
         expected = _reference_hour_blocks(intervals)
         assert hour_starts(intervals) == expected
         assert [(b.index, b.start, b.minutes) for b in hour_blocks(intervals)] == [(i, *b) for i, b in enumerate(expected)]
+
+
+def test_shared_fields_set_is_never_changed_through_a_copy() -> None:
+    """The fast builders give every object of a kind the same fields-set (the models are
+    frozen); pydantic's copies must still get their own, so updating one changes no other."""
+    import pickle
+
+    codings = (Coding(system="s", code="c"),)
+    a = coded_line("96365", "CPT", 1, (), date(2026, 3, 2), ("a",), "r", "why", 75, None, "drug", codings, None, "initial")
+    b = coded_line("96366", "CPT", 1, (), date(2026, 3, 2), ("a",), "r", "why", 75, None, "drug", codings, None, "add-on")
+    every_field = set(CodedLine.model_fields)
+    c = a.model_copy(update={"units": 2})
+    assert c.units == 2 and c.model_fields_set == every_field
+    assert c.model_fields_set is not a.model_fields_set
+    assert a.model_fields_set == b.model_fields_set == every_field
+    w = coding_warning("c", "m", ("a",))
+    assert w.model_copy(update={"message": "x"}).model_fields_set == {"code", "message", "administration_ids"}
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert a.model_fields_set == every_field and w.model_fields_set == {"code", "message", "administration_ids"}
+
+
+def test_local_parts_text_is_the_same_with_a_day_text_cache() -> None:
+    from zoneinfo import ZoneInfo
+
+    from coding_core.timing import local_parts
+
+    tz = ZoneInfo("America/New_York")
+    cache: dict = {}
+    t = datetime(2026, 3, 7, 20, tzinfo=timezone.utc)  # across the spring-forward night
+    instants = [t + timedelta(minutes=17 * i) for i in range(200)] + [datetime(999, 5, 1, 12, tzinfo=timezone.utc)]
+    for instant in instants + instants:
+        assert local_parts(instant, tz, cache) == local_parts(instant, tz)
