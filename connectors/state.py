@@ -54,16 +54,17 @@ class EncounterState(BaseModel):
 
     # --- records ------------------------------------------------------------------------
 
-    def apply(self, mapped: Mapped, timestamp_ms: int) -> str:
+    def apply(self, mapped: Mapped, timestamp_ms: int, as_json: dict[str, Any] | None = None) -> str:
         """Take one mapped record; returns the outcome ("added", "replaced", "merged", "duplicate",
-        or "retired": the encounter is past its retention window and the record was not taken)."""
+        or "retired": the encounter is past its retention window and the record was not taken).
+        ``as_json``: the record's ``to_json`` form when the caller has it already (see apply_json)."""
         if self.retired:
             return "retired"
         key = f"{mapped.kind}:{mapped.id}"
         held = self._held(key)
         kept, outcome = resolve(held, mapped)
         if outcome != "duplicate":
-            stored = kept.to_json()
+            stored = as_json if held is None and as_json is not None else kept.to_json()  # held is None: kept is mapped
             if stored != self.records.get(key):
                 self.records[key] = stored
                 self._parsed[key] = kept
@@ -77,20 +78,8 @@ class EncounterState(BaseModel):
     def apply_json(self, doc: dict[str, Any], timestamp_ms: int) -> str:
         """:meth:`apply` for a record in its ``Mapped.to_json`` form (as the events topic carries
         it); raises when ``doc`` is not a readable record.  A record not held yet is stored as
-        it came: the same data ``apply`` would store (``to_json`` of the parsed record), without
-        writing it out again."""
-        mapped = Mapped.from_json(doc)
-        key = f"{mapped.kind}:{mapped.id}"
-        if self.retired or key in self.records:
-            return self.apply(mapped, timestamp_ms)
-        self.records[key] = doc
-        self._parsed[key] = mapped
-        self._view = None
-        self.dirty = True
-        if self.idle_closed and mapped.kind == "encounter":
-            self.idle_closed = False  # the feed spoke: its status decides again
-        self.last_record_ms = max(self.last_record_ms, timestamp_ms)
-        return "added"
+        it came -- the data ``apply`` would store, without writing it out again."""
+        return self.apply(Mapped.from_json(doc), timestamp_ms, as_json=doc)
 
     def _held(self, key: str) -> Mapped | None:
         if key not in self.records:
