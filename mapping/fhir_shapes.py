@@ -149,15 +149,17 @@ def _shape_view(node: dict[str, Any], values: list[Any], slots: list[tuple[Any, 
     out: list[Any] = [_DICT]
     view = FhirView()
     attrs = view.__dict__
+    sub: Any
     for key, value in node.items():
         vkind = type(value)
         if vkind is dict:
             sub, attrs[key] = _shape_view(value, values, slots)
         elif vkind is list:
             sub, attrs[key] = _shape_list(value, values, slots)
-        elif isinstance(value, (dict, list)):  # a subclass: same structure, rare
-            plain = dict(value) if isinstance(value, dict) else list(value)
-            sub, attrs[key] = (_shape_view if isinstance(value, dict) else _shape_list)(plain, values, slots)  # type: ignore[operator]
+        elif isinstance(value, dict):  # a subclass: same structure, rare
+            sub, attrs[key] = _shape_view(dict(value), values, slots)
+        elif isinstance(value, list):
+            sub, attrs[key] = _shape_list(list(value), values, slots)
         else:
             values.append(value)
             slots.append((attrs, key))
@@ -170,10 +172,12 @@ def _shape_view(node: dict[str, Any], values: list[Any], slots: list[tuple[Any, 
 def _shape_list(node: list[Any], values: list[Any], slots: list[tuple[Any, Any]]) -> tuple[Shape, list[Any]]:
     out: list[Any] = [_LIST]
     items: list[Any] = []
+    sub: Any
+    item: Any
     for i, value in enumerate(node):
         vkind = type(value)
         if vkind is dict or isinstance(value, dict):
-            sub, item = _shape_view(dict(value) if vkind is not dict else value, values, slots)
+            sub, item = _shape_view(value if vkind is dict else dict(value), values, slots)
         elif vkind is list or isinstance(value, list):
             sub, item = _shape_list(list(value), values, slots)
         else:
