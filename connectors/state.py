@@ -57,7 +57,9 @@ class EncounterState(BaseModel):
     def apply(self, mapped: Mapped, timestamp_ms: int, as_json: dict[str, Any] | None = None) -> str:
         """Take one mapped record; returns the outcome ("added", "replaced", "merged", "duplicate",
         or "retired": the encounter is past its retention window and the record was not taken).
-        ``as_json``: the record's ``to_json`` form when the caller has it already (see apply_json)."""
+        ``as_json``: the record's ``to_json`` form when the caller has it already (the events
+        topic carries it): a record not held yet is stored as it came instead of written out
+        again (``Mapped.from_json`` then ``to_json`` gives the same data back)."""
         if self.retired:
             return "retired"
         key = f"{mapped.kind}:{mapped.id}"
@@ -74,12 +76,6 @@ class EncounterState(BaseModel):
                     self.idle_closed = False  # the feed spoke: its status decides again
         self.last_record_ms = max(self.last_record_ms, timestamp_ms)
         return outcome
-
-    def apply_json(self, doc: dict[str, Any], timestamp_ms: int) -> str:
-        """:meth:`apply` for a record in its ``Mapped.to_json`` form (as the events topic carries
-        it); raises when ``doc`` is not a readable record.  A record not held yet is stored as
-        it came -- the data ``apply`` would store, without writing it out again."""
-        return self.apply(Mapped.from_json(doc), timestamp_ms, as_json=doc)
 
     def _held(self, key: str) -> Mapped | None:
         if key not in self.records:

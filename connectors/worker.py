@@ -44,12 +44,6 @@ from connectors.state import EncounterState, Lifecycle
 from mapping.collector import Mapped
 
 log = logging.getLogger("infusion_charges.worker")
-
-
-class DeliveryError(RuntimeError):
-    """A record the worker produced was not acknowledged by the broker (after the producer's
-    own retries).  The worker stops without committing offsets past it: a restarted worker
-    reads the same input again (at-least-once), nothing is skipped."""
 MINUTE_MS, DAY_MS = 60_000, 86_400_000
 IDLE_CLOSE = "idle_close_basis_ms"  # an events-topic control record: {IDLE_CLOSE: ms, "encounter": id}
 RECORDS = "records"  # an events-topic message: {RECORDS: [mapped record, ...]}, one encounter's, in order
@@ -64,13 +58,20 @@ RECORDS_PER_EVENT = 200  # at most this many mapped records in one events messag
 BATCH_BYTES = 512 * 1024
 
 
+class DeliveryError(RuntimeError):
+    """A record the worker produced was not acknowledged by the broker (after the producer's
+    own retries).  The worker stops without committing offsets past it: a restarted worker
+    reads the same input again (at-least-once), nothing is skipped."""
+
+
 def tune_gc() -> None:
     """For a worker process, once set up: fewer, cheaper cyclic garbage collections.
 
     The worker allocates several hundred short-lived objects per record (parsed resources,
     events, ChargeItems) over a heap of long-lived ones (libraries, models, encounter states).
-    With Python's defaults a collection runs after every 700 new container objects and the older generations
-    are walked often; measured on the benchmark's FHIR feed that was ~15 % of the worker's CPU.
+    With Python's defaults a collection runs after every 700 new container objects and the
+    older generations are walked often; on the benchmark's FHIR feed that was ~15 % of the
+    worker's CPU.
     ``gc.freeze`` moves what exists at start-up out of the collector's sight, and a larger
     first-generation threshold lets most records' garbage die by reference counting before a
     collection looks at it.  Memory is still freed by reference counting as before; only
@@ -321,14 +322,16 @@ class Worker:
     def _apply_record(self, record: Any, doc: Any) -> None:
         """One mapped record of an events message: into its encounter's state, then code if due."""
         try:
-            key = Mapped.key_of(doc)
-            store = self.stores.setdefault(record.partition, {})
-            state = store.get(key) or EncounterState(encounter_id=key)
-            store[key] = state
-            outcome = state.apply_json(doc, record.timestamp)
+            mapped = Mapped.from_json(doc)
         except Exception as e:
             self._dead_letter(record, type(e).__name__, "unreadable event", value=_event_json(doc))
             return
+        store = self.stores.setdefault(record.partition, {})
+        key = mapped.key()
+        state = store.get(key) or EncounterState(encounter_id=key)
+        store[key] = state
+        # the event's JSON is what the state stores for a new record: no need to write it out again
+        outcome = state.apply(mapped, record.timestamp, as_json=doc)
         if outcome == "retired":
             self._dead_letter(record, "ArrivedAfterRetention",
                               f"encounter {key} is past its {self.settings.retention_days}-day retention window; "

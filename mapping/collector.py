@@ -39,15 +39,9 @@ class Mapped:
             return self.administration.encounter_id
         return self.id
 
-    @staticmethod
-    def key_of(doc: dict[str, Any]) -> str:
-        """:meth:`key` of a record in its :meth:`to_json` form, without parsing it."""
-        administration = doc["administration"]
-        return str(administration["encounter_id"] if administration else doc["id"])
-
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data; ``from_json`` reads it back, and ``to_json`` of that
-        gives the same data again (the state store keeps a new record in this form unparsed)."""
+        gives the same data again (the state store keeps a new record in the form it came in)."""
         version, updated = self.version
         return {
             "kind": self.kind, "id": self.id, "mode": self.mode,

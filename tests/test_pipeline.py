@@ -344,13 +344,13 @@ def test_events_carry_an_encounters_records_together_and_older_or_broken_events_
         batches = [json.loads(r.value) for r in events]
         records = [(r.key.decode(), doc) for r, b in zip(events, batches, strict=True) for doc in b.get(RECORDS, [])]
         assert len(records) == len(messages)  # every mapped record, once
-        assert all(Mapped.key_of(doc) == key for key, doc in records)  # a message holds its key's records only
+        assert all(Mapped.from_json(doc).key() == key for key, doc in records)  # a message holds its key's records only
         assert len(events) < len(records) / 3, "records were not sent together"
 
         admin = map_resource(r4(id="ma-legacy", context={"reference": "Encounter/enc-legacy"}))
         close = map_resource({"resourceType": "Encounter", "id": "enc-legacy", "status": "finished", "class": {"code": "AMB"}})
         broken = {"kind": "administration", "id": "ma-broken", "mode": "versioned", "version": [None, None],
-                  "administration": {"encounter_id": "enc-legacy"}, "encounter": None}
+                  "administration": {"encounter_id": "enc-phantom"}, "encounter": None}
         produce(kafka_bootstrap, [
             (settings.topics.events, b"enc-legacy", json.dumps(admin.to_json()).encode()),  # before batching
             (settings.topics.events, b"enc-legacy", json.dumps({RECORDS: [broken, close.to_json()]}).encode()),
@@ -365,6 +365,7 @@ def test_events_carry_an_encounters_records_together_and_older_or_broken_events_
         got = dead_letters(kafka_bootstrap, settings.topics.dead_letter)
         assert [json.loads(r.value) for r in got] == [broken]
         assert dict(got[0].headers)["source.topic"].decode() == settings.topics.events
+        assert not any("enc-phantom" in store for store in worker.worker.stores.values())  # no state from it
         assert worker.thread.is_alive()
     finally:
         worker.close()
