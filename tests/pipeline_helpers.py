@@ -95,6 +95,15 @@ def billable(bundle: dict) -> list[dict]:
     return [e["resource"] for e in bundle["entry"] if e["resource"]["status"] == "billable"]
 
 
+def charged_as(truth: dict[str, list[dict]], exactly: bool = True) -> Any:
+    """A ``latest_revisions`` stop condition: every encounter of ``truth`` has its charges (and,
+    ``exactly``, no other encounter has any)."""
+    def done(latest: dict[str, dict]) -> bool:
+        return (set(latest) == set(truth) if exactly else set(truth) <= set(latest)) and \
+            all(billable(latest[e]) == truth[e] for e in truth)
+    return done
+
+
 def all_results(bootstrap: str, topic: str, settle_s: float = 2.0) -> dict[tuple[str, str], set[bytes]]:
     """Every message on the charges topic: (encounter, revision) -> the distinct values seen."""
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,

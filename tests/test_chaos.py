@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from connectors.synthetic import generate, offline_charges
-from tests.pipeline_helpers import all_results, billable, latest_revisions, produce, settings_for, write_config
+from tests.pipeline_helpers import all_results, billable, charged_as, latest_revisions, produce, settings_for, write_config
 
 N_ENCOUNTERS, KILLS, SEED = 40, 3, 20261125
 
@@ -44,8 +44,7 @@ def test_random_sigkills_lose_nothing_and_repeat_nothing_different(kafka_bootstr
             worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         produce(kafka_bootstrap, batches[-1])
 
-        def done(latest):
-            return set(latest) == set(truth) and all(billable(latest[e]) == truth[e] for e in truth)
+        done = charged_as(truth)
 
         latest = latest_revisions(kafka_bootstrap, settings.topics.charges, done, timeout_s=240)
     finally:

@@ -17,6 +17,7 @@ from tests.pipeline_helpers import (
     all_results,
     dead_letters,
     billable,
+    charged_as,
     latest_revisions,
     offline_truth,
     produce,
@@ -46,8 +47,7 @@ def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(k
         ]
         produce(kafka_bootstrap, messages + poison)
 
-        def done(latest):
-            return set(latest) == set(truth) and all(billable(latest[e]) == truth[e] for e in truth)
+        done = charged_as(truth)
 
         latest = latest_revisions(kafka_bootstrap, settings.topics.charges, done)
         assert set(latest) == set(truth)
@@ -75,8 +75,7 @@ def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(k
 
 
 def _wait_for_truth(bootstrap, settings, truth, timeout_s=120):
-    def done(latest):
-        return set(latest) == set(truth) and all(billable(latest[e]) == truth[e] for e in truth)
+    done = charged_as(truth)
 
     latest = latest_revisions(bootstrap, settings.topics.charges, done, timeout_s)
     assert done(latest), {e: len(billable(b)) for e, b in latest.items()}
@@ -306,8 +305,7 @@ def test_live_traffic_closes_do_not_overtake_their_administrations(kafka_bootstr
             time.sleep(0.05)
         produce(kafka_bootstrap, messages)  # while the worker is reading: live traffic
 
-        def done(latest):
-            return set(latest) == set(truth) and all(billable(latest[e]) == truth[e] for e in truth)
+        done = charged_as(truth)
 
         assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
         revisions = all_results(kafka_bootstrap, settings.topics.charges)
@@ -333,8 +331,7 @@ def test_events_carry_an_encounters_records_together_and_older_or_broken_events_
     produce(kafka_bootstrap, messages)  # a backlog: the worker reads many records per poll
     worker = Running(settings)
     try:
-        def done(latest):
-            return set(truth) <= set(latest) and all(billable(latest[e]) == truth[e] for e in truth)
+        done = charged_as(truth, exactly=False)
 
         assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
         consumer = KafkaConsumer(settings.topics.events, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
@@ -405,8 +402,7 @@ def test_a_result_the_broker_never_acknowledges_stops_the_worker_and_its_input_i
     # the next worker (same group) reads from what was committed: every encounter is charged
     worker = Running(settings)
     try:
-        def done(latest):
-            return set(latest) == set(truth) and all(billable(latest[e]) == truth[e] for e in truth)
+        done = charged_as(truth)
 
         assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
     finally:
