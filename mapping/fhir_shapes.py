@@ -49,12 +49,14 @@ class ShapeValidator:
         """Raise (as fhir.resources would: ``pydantic.ValidationError``) unless ``resource`` is valid."""
         values: list[Any] = []
         shape = _shape(resource, values)
-        if self._known(shape, values):
+        if self._converted(shape, values) is not None:
             self.fast += 1
             return
+        known = shape in self._shapes
         self.model.model_validate(resource)  # raises, with the element's location
-        self.full += 1
-        self._learn(shape, resource)
+        if not known:
+            self.full += 1
+            self._learn(shape, resource)
 
     def parse(self, resource: dict[str, Any]) -> Any:
         """The validated resource, read like a fhir.resources model: the model itself (new
@@ -63,45 +65,40 @@ class ShapeValidator:
         values: list[Any] = []
         slots: list[tuple[Any, Any]] = []
         shape, view = _shape_view(resource, values, slots)
-        checks = self._shapes.get(shape)
-        if checks is not None:
-            valid = self._valid
-            try:
-                for check, value, (container, at) in zip(checks, values, slots, strict=True):
-                    key = (check, value.__class__, value)
-                    converted = valid.get(key, _MISSING)
-                    if converted is _MISSING:
-                        converted = check(value)
-                        if len(valid) >= self.max_values:
-                            valid.clear()
-                        valid[key] = converted
-                    container[at] = converted
-            except (ValueError, TypeError):  # pydantic.ValidationError is a ValueError
-                return self.model.model_validate(resource)  # raises, with the element's location
+        converted = self._converted(shape, values)
+        if converted is not None:
+            for (container, at), value in zip(slots, converted, strict=True):
+                container[at] = value
             self.fast += 1
             return view
+        if shape in self._shapes:  # a known shape with a value its type refuses
+            return self.model.model_validate(resource)  # raises, with the element's location
         model = self.model.model_validate(resource)
         self.full += 1
         self._learn(shape, resource)
         return model
 
-    def _known(self, shape: Shape, values: list[Any]) -> bool:
-        """Is ``shape`` learned and is every one of its primitive ``values`` valid?"""
+    def _converted(self, shape: Shape, values: list[Any]) -> list[Any] | None:
+        """Each of ``values`` as fhir.resources converts it, when ``shape`` is learned and every
+        value is valid for its element; else None."""
         checks = self._shapes.get(shape)
         if checks is None:
-            return False
+            return None
         valid = self._valid
+        out = []
         try:
             for check, value in zip(checks, values, strict=True):
                 key = (check, value.__class__, value)
-                if key not in valid:
+                converted = valid.get(key, _MISSING)
+                if converted is _MISSING:
                     converted = check(value)
                     if len(valid) >= self.max_values:
                         valid.clear()
                     valid[key] = converted
-        except (ValueError, TypeError):
-            return False
-        return True
+                out.append(converted)
+        except (ValueError, TypeError):  # pydantic.ValidationError is a ValueError
+            return None
+        return out
 
     def _learn(self, shape: Shape, resource: dict[str, Any]) -> None:
         """Remember a validated shape when every leaf's element type is known (and no null)."""
