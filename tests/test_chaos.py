@@ -45,7 +45,6 @@ def test_random_sigkills_lose_nothing_and_repeat_nothing_different(kafka_bootstr
         produce(kafka_bootstrap, batches[-1])
 
         done = charged_as(truth)
-
         latest = latest_revisions(kafka_bootstrap, settings.topics.charges, done, timeout_s=240)
     finally:
         worker.send_signal(signal.SIGKILL)

@@ -48,7 +48,6 @@ def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(k
         produce(kafka_bootstrap, messages + poison)
 
         done = charged_as(truth)
-
         latest = latest_revisions(kafka_bootstrap, settings.topics.charges, done)
         assert set(latest) == set(truth)
         for enc, items in truth.items():
@@ -76,7 +75,6 @@ def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(k
 
 def _wait_for_truth(bootstrap, settings, truth, timeout_s=120):
     done = charged_as(truth)
-
     latest = latest_revisions(bootstrap, settings.topics.charges, done, timeout_s)
     assert done(latest), {e: len(billable(b)) for e, b in latest.items()}
     return latest
@@ -306,7 +304,6 @@ def test_live_traffic_closes_do_not_overtake_their_administrations(kafka_bootstr
         produce(kafka_bootstrap, messages)  # while the worker is reading: live traffic
 
         done = charged_as(truth)
-
         assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
         revisions = all_results(kafka_bootstrap, settings.topics.charges)
         assert sorted(rev for _, rev in revisions) == ["1"] * len(truth), "an encounter was billed before all its administrations"
@@ -332,7 +329,6 @@ def test_events_carry_an_encounters_records_together_and_older_or_broken_events_
     worker = Running(settings)
     try:
         done = charged_as(truth, exactly=False)
-
         assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
         consumer = KafkaConsumer(settings.topics.events, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
                                  enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
@@ -403,7 +399,6 @@ def test_a_result_the_broker_never_acknowledges_stops_the_worker_and_its_input_i
     worker = Running(settings)
     try:
         done = charged_as(truth)
-
         assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
     finally:
         worker.close()
