@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -516,15 +517,29 @@ class Worker:
 
 
 _EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_SORTED_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
+# orjson writes these documents 3x faster than the standard library (a bundle: ~350 -> ~105 µs;
+# see the README's Performance section).  It refuses integers beyond 64 bits, which a feed can
+# send (a FHIR versionId of 30 digits is a valid id): such documents go through the standard
+# library.  Reading stays with the standard library: orjson reads those integers as floats.
 
 
 def _event_json(doc: Any) -> bytes:
-    """Internal events: compact, in the mapper's own key order (no sorting: ~30% cheaper)."""
-    return _EVENT_ENCODER.encode(doc).encode()
+    """Internal events: compact, in the mapper's own key order."""
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        return _EVENT_ENCODER.encode(doc).encode()
 
 
 def _json(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    """Published documents: compact, keys sorted (the same inputs give the same bytes)."""
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return _SORTED_ENCODER.encode(doc).encode()
 
 
 def _loads(value: bytes) -> Any:

@@ -285,3 +285,22 @@ def test_a_large_state_is_compressed_on_the_changelog_and_read_back():
     assert restored == s and len(restored.administrations()) == n
     small = EncounterState(encounter_id="e-2")
     assert small.to_bytes()[:1] == b"{" and EncounterState.from_bytes(small.to_bytes()) == small  # plain JSON below it
+
+
+def test_the_events_and_charges_encoders_write_what_the_standard_library_reads_back():
+    """The worker writes events and bundles with orjson, which refuses integers beyond 64 bits:
+    a 30-digit FHIR versionId (a valid id) must still reach the events topic, unchanged."""
+    from connectors.worker import _event_json, _json, _loads
+
+    huge = chemo(version="1" * 30)
+    assert huge.version[0] == int("1" * 30)
+    for m in [*_feed_records()[:50], huge]:
+        doc = {"records": [m.to_json()]}
+        assert _loads(_event_json(doc)) == json.loads(json.dumps(doc)) == doc
+        assert Mapped.from_json(_loads(_event_json(doc))["records"][0]) == m
+    state = EncounterState(encounter_id="e-1")
+    for m in (chemo(), encounter("finished")):
+        state.apply(m, MIN)
+    bundle = state.code(FORMULARY, PROFILE)
+    assert _json(bundle) == json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert _json({"b": 1, "a": int("9" * 25)}) == b'{"a":' + b"9" * 25 + b',"b":1}'
