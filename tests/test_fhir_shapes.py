@@ -200,3 +200,36 @@ def test_mutated_resources_map_or_fail_the_same_through_views(monkeypatch):
                 fast = map_outcome(mutated, monkeypatch, learned)
                 assert fast == map_outcome(mutated, monkeypatch, full_only()), (path, value)
     assert checked > 1500
+
+
+def test_lists_of_any_length_are_one_shape_and_each_item_is_still_checked(items):
+    """A list of complex elements is one shape whatever its length (fhir.resources checks each
+    item on its own), so the 2nd..12th note cost no full validation; every item's values and
+    structure are still judged as fhir.resources judges them."""
+    base = next(i for i in items if len(i["note"]) == 1 and len(i["service"]) == 1)
+    validator = ShapeValidator(ChargeItem)
+    for n in range(1, 13):
+        validator.validate({**base, "note": [{"text": f"note {k}"} for k in range(n)],
+                            "service": base["service"] * n})
+    assert validator.full == 1 and validator.fast == 11
+    good = {"text": "fine"}
+    mutations = [
+        {**base, "note": [good, None]},
+        {**base, "note": [good, {"text": ""}]},
+        {**base, "note": [good, {"text": "x", "unknownElement": 1}]},
+        {**base, "note": [good, {"text": 5}]},
+        {**base, "note": [good, "text"]},
+        {**base, "note": [good, []]},
+        {**base, "note": [good, {}]},
+        {**base, "service": [*base["service"], {"reference": "MedicationAdministration/x", "display": ""}]},
+        {**base, "extension": [*base["extension"], {"url": "http://x", "valueString": "a", "valueInteger": 1}]},
+        {**base, "definitionUri": ["http://a", "http://b"], "_definitionUri": [None, {"id": "x"}]},
+        {**base, "definitionUri": ["http://a", "http://b"], "_definitionUri": [{"id": "x"}]},
+        {**base, "definitionUri": ["http://a", "http://b"], "_definitionUri": [None, None, {"id": "x"}]},
+        {**base, "definitionUri": ["http://a", "not a uri"]},
+        {**base, "definitionUri": ["http://a", None]},
+    ]
+    for mutated in mutations:
+        assert shape_verdict(validator, mutated) == fhir_verdict(mutated), mutated
+        assert shape_verdict(validator, mutated) == fhir_verdict(mutated), mutated  # again, once learned
+    assert sum(not fhir_verdict(m) for m in mutations) >= 8
