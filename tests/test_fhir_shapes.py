@@ -233,3 +233,19 @@ def test_lists_of_any_length_are_one_shape_and_each_item_is_still_checked(items)
         assert shape_verdict(validator, mutated) == fhir_verdict(mutated), mutated
         assert shape_verdict(validator, mutated) == fhir_verdict(mutated), mutated  # again, once learned
     assert sum(not fhir_verdict(m) for m in mutations) >= 8
+
+
+def test_unknown_elements_are_refused_and_do_not_grow_the_validator(items):
+    """Keys a feed invents are not model elements: each such resource gets fhir.resources'
+    verdict (invalid), and the validator remembers nothing about them."""
+    validator = ShapeValidator(ChargeItem)
+    validator.validate(items[0])
+    known = validator._elements
+    for k in range(300):
+        mutated = {**items[0], f"invented{k}": {"deeper": [{"deepest": k}]}}
+        assert not shape_verdict(validator, mutated) and not fhir_verdict(mutated)
+    assert validator._elements == known
+    capped = ShapeValidator(ChargeItem, max_elements=5)
+    for item in items[:20]:  # past the cap every resource is validated in full, still correctly
+        capped.validate(item)
+    assert capped._elements <= 5 and capped.full == 20
