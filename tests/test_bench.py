@@ -26,5 +26,5 @@ def test_bench_runs_the_pipeline_and_ends_with_one_json_object():
     assert all(figures[k] > 0 for k in REQUIRED)
     assert abs(figures["ratio_fhir"] - figures["pipeline_fhir_msgs_per_s"] / figures["raw_passthrough_msgs_per_s"]) < 1e-3
     assert figures["close_to_charge_encounters"] > 0 and figures["close_to_charge_light_encounters"] > 0
-    assert figures["pipeline_fhir_worker_cpu_us_per_msg"] > 0
+    assert figures["pipeline_fhir_worker_cpu_us_per_msg"] > 0 and figures["two_hop_passthrough_msgs_per_s"] > 0
     assert any(line.startswith("goal ratio_fhir >= 0.5:") for line in lines)
