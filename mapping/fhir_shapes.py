@@ -181,7 +181,7 @@ class ShapeValidator:
     def _shape_list(self, key: str, node: list[Any], element: _Element, values: list[Any],
                     checks: list[Check | None]) -> Shape:
         subs: list[Any] = []
-        complex_items = key[:1] != "_"
+        primitives = False
         for value in node:
             vkind = type(value)
             if vkind is dict or isinstance(value, dict):
@@ -189,11 +189,11 @@ class ShapeValidator:
             elif vkind is list or isinstance(value, list):
                 subs.append(self._shape_list(key, list(value), element, values, checks))
             else:
-                complex_items = False
+                primitives = True
                 values.append(value)
                 checks.append(element.check)
                 subs.append(vkind)
-        return (_LIST, *(dict.fromkeys(subs) if complex_items and len(subs) > 1 else subs))
+        return _list_shape(key, subs, primitives)
 
     def _shape_view(self, node: dict[str, Any], element: _Element, values: list[Any], checks: list[Check | None],
                     slots: list[tuple[Any, Any]]) -> tuple[Shape, FhirView]:
@@ -229,7 +229,7 @@ class ShapeValidator:
                          checks: list[Check | None], slots: list[tuple[Any, Any]]) -> tuple[Shape, list[Any]]:
         subs: list[Any] = []
         items: list[Any] = []
-        complex_items = key[:1] != "_"
+        primitives = False
         sub: Any
         item: Any
         for i, value in enumerate(node):
@@ -239,17 +239,27 @@ class ShapeValidator:
             elif vkind is list or isinstance(value, list):
                 sub, item = self._shape_view_list(key, list(value), element, values, checks, slots)
             else:
-                complex_items = False
+                primitives = True
                 values.append(value)
                 checks.append(element.check)
                 slots.append((items, i))
                 sub, item = vkind, value
             subs.append(sub)
             items.append(item)
-        return (_LIST, *(dict.fromkeys(subs) if complex_items and len(subs) > 1 else subs)), items
+        return _list_shape(key, subs, primitives), items
 
 
 _MISSING = object()
+
+
+def _list_shape(key: str, item_shapes: list[Any], primitives: bool) -> Shape:
+    """A list's shape: for a list of complex elements, each distinct item shape once, in order
+    of appearance (fhir.resources validates each item on its own and sets no maximum length);
+    a list holding primitives or nulls, or an ``_element`` list paired with one, keeps every
+    position."""
+    if primitives or key[:1] == "_" or len(item_shapes) < 2:
+        return (_LIST, *item_shapes)
+    return (_LIST, *dict.fromkeys(item_shapes))
 
 
 class FhirView:
