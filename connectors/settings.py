@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     linger_ms: int = Field(default=20, ge=0)
     # Input messages larger than this are dead-lettered without being parsed.
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # A dead-lettered message keeps its bytes in the dead-letter record up to this size.  A
+    # larger one is left out: the dead-letter topic would refuse it, and the worker would
+    # stop on the same message after every restart.  Its headers then give its size, and the
+    # message itself stays at its source topic, partition and offset.  Keep this within the
+    # dead-letter topic's max.message.bytes (Kafka's default is 1 MB).
+    max_dead_letter_bytes: int = Field(default=1_000_000, ge=1024)
     # A revision bundle larger than this is not published: the triggering record is
     # dead-lettered (RevisionTooLarge) and the encounter is left as last published.  Keep it
     # within the charges topic's max.message.bytes (Kafka's default is 1 MB).

@@ -136,7 +136,8 @@ class Worker:
             # Stable per worker instance (fencing of a zombie after restart): give each pod its own client_id.
             txn = {"transactional_id": f"{settings.group_id}-{settings.client_id}", "enable_idempotence": True}
         self.producer = KafkaProducer(**kafka, acks="all", linger_ms=settings.linger_ms, retries=10, batch_size=BATCH_BYTES,
-                                      max_request_size=max(1_048_576, settings.max_revision_bytes + 65_536), **txn)
+                                      max_request_size=max(1_048_576, settings.max_revision_bytes + 65_536,
+                                                           settings.max_dead_letter_bytes + 65_536), **txn)
         self._sent: list[Any] = []  # futures of the records produced since the last checkpoint
         self._delivery_failed: DeliveryError | None = None
         self.consumer = KafkaConsumer(
@@ -293,7 +294,8 @@ class Worker:
 
     def _dead_letter(self, record: Any, error_type: str, message: str, value: bytes | None = None) -> None:
         """``record`` to the dead-letter topic (or ``value`` in its place: the one mapped record
-        of an events message that failed), the reason in headers."""
+        of an events message that failed), the reason in headers.  Bytes over
+        ``max_dead_letter_bytes`` are left out; the headers say so and where they stay."""
         self.stats["dead_letters"] += 1
         self.metrics.dead_lettered.labels(record.topic).inc()
         headers = [
@@ -301,7 +303,14 @@ class Worker:
             ("source.offset", str(record.offset).encode()), ("error.type", error_type.encode()),
             ("error.message", message[:4000].encode()),
         ]
-        self._send(self.settings.topics.dead_letter, key=record.key, value=record.value if value is None else value, headers=headers)
+        if value is None:
+            value = record.value
+        limit = self.settings.max_dead_letter_bytes
+        if value is not None and len(value) > limit:
+            headers.append(("value.omitted", f"{len(value)} bytes, over max_dead_letter_bytes {limit}: "
+                                             "read the message at source.topic, source.partition, source.offset".encode()))
+            value = None
+        self._send(self.settings.topics.dead_letter, key=record.key, value=value, headers=headers)
         log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error_type,
                     extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "error_type": error_type})
 

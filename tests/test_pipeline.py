@@ -424,3 +424,29 @@ def test_a_revision_too_large_to_publish_is_dead_lettered_and_the_encounter_left
         assert worker.thread.is_alive() and worker.worker.stats["revisions_too_large"] == len(too_large)
     finally:
         worker.close()
+
+
+def test_a_dead_letter_too_large_for_its_topic_keeps_its_reason_not_its_bytes(kafka_bootstrap):
+    """A message over max_dead_letter_bytes is dead-lettered without its bytes, which the
+    dead-letter topic could refuse (the worker would then stop on it after every restart);
+    the headers give its size and where it stays.  The worker goes on."""
+    settings = settings_for(kafka_bootstrap, max_message_bytes=64 * 1024, max_dead_letter_bytes=16 * 1024)
+    truth = offline_truth()
+    worker = Running(settings)
+    try:
+        topic = settings.topics.fhir_administrations
+        small = (topic, b"small", b"{not json")
+        unreadable = (topic, b"unreadable", b"{not json" + b" " * 20_000)  # under max_message_bytes: parsed, fails
+        oversized = (topic, b"oversized", json.dumps(r4(id="oversized", note=[{"text": "x" * 70_000}])).encode())
+        produce(kafka_bootstrap, [small, unreadable, oversized, *sample_messages(settings)])
+        _wait_for_truth(kafka_bootstrap, settings, truth)
+
+        got = {r.key: r for r in dead_letters(kafka_bootstrap, settings.topics.dead_letter, at_least=3)}
+        assert got[b"small"].value == small[2] and "value.omitted" not in dict(got[b"small"].headers)
+        for key, message, error_type in ((b"unreadable", unreadable, b"MappingError"), (b"oversized", oversized, b"OversizedMessage")):
+            headers = dict(got[key].headers)
+            assert got[key].value is None and headers["error.type"] == error_type
+            assert headers["value.omitted"].startswith(f"{len(message[2])} bytes, over max_dead_letter_bytes 16384".encode())
+            assert headers["source.topic"] == topic.encode() and int(headers["source.offset"]) >= 0
+    finally:
+        worker.close()
