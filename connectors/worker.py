@@ -51,7 +51,11 @@ RECORDS = "records"  # an events-topic message: {RECORDS: [mapped record, ...]},
 # While encounter updates are held, input partitions' end offsets are asked for at most this
 # often (one small broker request); a held close waits on average half of it.
 ENDS_REFRESH_MS = 25
-RECORDS_PER_EVENT = 200  # at most this many mapped records in one events message (~200 KB)
+RECORDS_PER_EVENT = 200  # at most this many mapped records in one events message (~200 KB) ...
+# ... and at most this many bytes, unless one record alone is larger: Kafka refuses a message
+# over the topic's max.message.bytes (1 MB by default), and the worker would stop on it after
+# every restart.  Feeds with long texts make records of tens of KB.
+EVENT_BYTES = 512 * 1024
 # The producer's batch size per partition.  kafka-python wakes its sender thread for every
 # batch it starts or fills, and the waking thread then waits for the interpreter lock
 # (~1 ms measured): with the 16 KB default, nearly every revision bundle, changelog state
@@ -119,7 +123,7 @@ class Worker:
         # read up to their time: (timestamp, input partition, offset, record).  See _release.
         self._held: list[tuple[int, TopicPartition, int, Mapped]] = []
         # Mapped records on their way to the events topic, by encounter, in order (see _flush_events).
-        self._outgoing: dict[str, list[dict[str, Any]]] = {}
+        self._outgoing: dict[str, list[bytes]] = {}
         self._input_time: dict[TopicPartition, int] = {}  # timestamp of the last record read
         self._close_requested: dict[tuple[int, str], int] = {}  # idle-close events sent, by basis
         self._ends: dict[TopicPartition, int] = {}  # input partitions' end offsets, as of _ends_at
@@ -252,13 +256,22 @@ class Worker:
             self._dead_letter(record, "MappingError", " | ".join(str(e) for e in routed.errors))
 
     def _forward(self, mapped: Mapped) -> None:
-        self._outgoing.setdefault(mapped.key(), []).append(mapped.to_json())
+        self._outgoing.setdefault(mapped.key(), []).append(_event_json(mapped.to_json()))
 
     def _flush_events(self) -> None:
-        """Send the forwarded records: per encounter, in the order they were forwarded."""
+        """Send the forwarded records: per encounter, in the order they were forwarded, at most
+        RECORDS_PER_EVENT records and EVENT_BYTES bytes to a message."""
+        head, tail = b'{"' + RECORDS.encode() + b'":[', b"]}"
         for key, docs in self._outgoing.items():
-            for i in range(0, len(docs), RECORDS_PER_EVENT):
-                self._send(self.settings.topics.events, key=key.encode(), value=_event_json({RECORDS: docs[i:i + RECORDS_PER_EVENT]}))
+            chunk: list[bytes] = []
+            size = 0
+            for doc in docs:
+                if chunk and (len(chunk) == RECORDS_PER_EVENT or size + len(doc) > EVENT_BYTES):
+                    self._send(self.settings.topics.events, key=key.encode(), value=head + b",".join(chunk) + tail)
+                    chunk, size = [], 0
+                chunk.append(doc)
+                size += len(doc) + 1
+            self._send(self.settings.topics.events, key=key.encode(), value=head + b",".join(chunk) + tail)
         self._outgoing.clear()
 
     def _release(self) -> None:

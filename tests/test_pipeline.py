@@ -450,3 +450,35 @@ def test_a_dead_letter_too_large_for_its_topic_keeps_its_reason_not_its_bytes(ka
             assert headers["source.topic"] == topic.encode() and int(headers["source.offset"]) >= 0
     finally:
         worker.close()
+
+
+def test_events_messages_stay_under_their_byte_limit(kafka_bootstrap, monkeypatch):
+    """An events message holds at most EVENT_BYTES of records (one larger record goes alone):
+    a batch over the topic's max.message.bytes would be refused and stop the worker on every
+    restart.  Split batches still carry every record once, in order, to the same result."""
+    from kafka import KafkaConsumer
+
+    import connectors.worker as worker_module
+    from connectors.synthetic import generate, offline_charges
+    from connectors.worker import RECORDS
+
+    limit = 4096
+    monkeypatch.setattr(worker_module, "EVENT_BYTES", limit)
+    settings = settings_for(kafka_bootstrap)
+    messages = generate(20, "fhir", settings.topics, seed=5)
+    truth = offline_charges(messages, settings.topics)
+    produce(kafka_bootstrap, messages)  # a backlog: many records of an encounter per poll
+    worker = Running(settings)
+    try:
+        done = charged_as(truth, exactly=False)
+        assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
+        consumer = KafkaConsumer(settings.topics.events, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
+        events = [r for r in consumer]
+        consumer.close()
+        sizes = [(len(r.value), len(json.loads(r.value)[RECORDS])) for r in events]
+        assert sum(n for _, n in sizes) == len(messages)  # every mapped record, once
+        assert all(size <= limit or n == 1 for size, n in sizes), max(sizes)
+        assert any(n > 1 for _, n in sizes) and any(size > limit / 2 for size, _ in sizes)  # still batched, near the limit
+    finally:
+        worker.close()
