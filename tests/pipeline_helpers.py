@@ -143,3 +143,26 @@ def dead_letters(bootstrap: str, topic: str, at_least: int = 1, timeout_s: float
     finally:
         consumer.close()
     return got
+
+
+def charge_backlog(bootstrap: str, settings: Settings, encounters: int = 20, seed: int = 5) -> tuple[Running, list, list]:
+    """A synthetic FHIR backlog produced before the worker starts (so it reads many records per
+    poll), run until every encounter is charged as offline: (the worker, still running; the
+    messages; the events topic's records).  The caller closes the worker."""
+    from connectors.synthetic import generate, offline_charges
+
+    messages = generate(encounters, "fhir", settings.topics, seed=seed)
+    truth = offline_charges(messages, settings.topics)
+    produce(bootstrap, messages)
+    worker = Running(settings)
+    try:
+        done = charged_as(truth, exactly=False)
+        assert done(latest_revisions(bootstrap, settings.topics.charges, done))
+        consumer = KafkaConsumer(settings.topics.events, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
+        events = list(consumer)
+        consumer.close()
+    except BaseException:
+        worker.close()
+        raise
+    return worker, messages, events

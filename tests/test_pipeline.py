@@ -17,6 +17,7 @@ from tests.pipeline_helpers import (
     all_results,
     dead_letters,
     billable,
+    charge_backlog,
     charged_as,
     latest_revisions,
     offline_truth,
@@ -315,25 +316,13 @@ def test_events_carry_an_encounters_records_together_and_older_or_broken_events_
     """The events topic carries one message per encounter per poll batch; a message of the
     format before batching (one record) is still applied, and an unreadable record inside a
     batch is dead-lettered on its own while the rest of the batch is applied."""
-    from kafka import KafkaConsumer
-
-    from connectors.synthetic import generate, offline_charges
     from connectors.worker import RECORDS
     from mapping.collector import FeedCollector
     from mapping.fhir_in import map_resource
 
     settings = settings_for(kafka_bootstrap)
-    messages = generate(20, "fhir", settings.topics, seed=5)
-    truth = offline_charges(messages, settings.topics)
-    produce(kafka_bootstrap, messages)  # a backlog: the worker reads many records per poll
-    worker = Running(settings)
+    worker, messages, events = charge_backlog(kafka_bootstrap, settings)
     try:
-        done = charged_as(truth, exactly=False)
-        assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
-        consumer = KafkaConsumer(settings.topics.events, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
-        events = [r for r in consumer]
-        consumer.close()
         batches = [json.loads(r.value) for r in events]
         records = [(r.key.decode(), doc) for r, b in zip(events, batches, strict=True) for doc in b.get(RECORDS, [])]
         assert len(records) == len(messages)  # every mapped record, once
@@ -456,26 +445,13 @@ def test_events_messages_stay_under_their_byte_limit(kafka_bootstrap, monkeypatc
     """An events message holds at most EVENT_BYTES of records (one larger record goes alone):
     a batch over the topic's max.message.bytes would be refused and stop the worker on every
     restart.  Split batches still carry every record once, in order, to the same result."""
-    from kafka import KafkaConsumer
-
     import connectors.worker as worker_module
-    from connectors.synthetic import generate, offline_charges
     from connectors.worker import RECORDS
 
     limit = 4096
     monkeypatch.setattr(worker_module, "EVENT_BYTES", limit)
-    settings = settings_for(kafka_bootstrap)
-    messages = generate(20, "fhir", settings.topics, seed=5)
-    truth = offline_charges(messages, settings.topics)
-    produce(kafka_bootstrap, messages)  # a backlog: many records of an encounter per poll
-    worker = Running(settings)
+    worker, messages, events = charge_backlog(kafka_bootstrap, settings_for(kafka_bootstrap))
     try:
-        done = charged_as(truth, exactly=False)
-        assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
-        consumer = KafkaConsumer(settings.topics.events, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
-        events = [r for r in consumer]
-        consumer.close()
         sizes = [(len(r.value), len(json.loads(r.value)[RECORDS])) for r in events]
         assert sum(n for _, n in sizes) == len(messages)  # every mapped record, once
         assert all(size <= limit or n == 1 for size, n in sizes), max(sizes)
