@@ -176,7 +176,7 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     tune_gc()
     try:
         Worker(settings, formulary, profile).run(stop)
-    except DeliveryError as e:
+    except DeliveryError as e:  # StateTooLarge included
         print(f"infusion-charges: error: {e}", file=err)  # restart: the input is read again
         return EXIT_FAILED
     return EXIT_OK

@@ -69,6 +69,12 @@ class DeliveryError(RuntimeError):
     reads the same input again (at-least-once), nothing is skipped."""
 
 
+class StateTooLarge(DeliveryError):
+    """An encounter's changelog state is over ``max_state_bytes``: it cannot be written, and
+    committing past its records would lose them at the next restart.  The worker stops
+    before committing; raise ``max_state_bytes`` (and the state topic's max.message.bytes)."""
+
+
 def tune_gc() -> None:
     """For a worker process, once set up: fewer, cheaper cyclic garbage collections.
 
@@ -90,7 +96,8 @@ def ensure_topics(settings: Settings) -> None:
     """Create the topics the worker needs when they are missing (internal ones co-partitioned)."""
     t = settings.topics
     wanted = {
-        t.events: {}, t.state: {"cleanup.policy": "compact"}, t.charges: {}, t.dead_letter: {},
+        t.events: {}, t.charges: {}, t.dead_letter: {},
+        t.state: {"cleanup.policy": "compact", "max.message.bytes": str(settings.max_state_bytes + 65_536)},
         **{name: {} for name in t.inputs()},
     }
     admin = KafkaAdminClient(**settings.kafka_config())
@@ -140,8 +147,8 @@ class Worker:
             # Stable per worker instance (fencing of a zombie after restart): give each pod its own client_id.
             txn = {"transactional_id": f"{settings.group_id}-{settings.client_id}", "enable_idempotence": True}
         self.producer = KafkaProducer(**kafka, acks="all", linger_ms=settings.linger_ms, retries=10, batch_size=BATCH_BYTES,
-                                      max_request_size=max(1_048_576, settings.max_revision_bytes + 65_536,
-                                                           settings.max_dead_letter_bytes + 65_536), **txn)
+                                      max_request_size=max(1_048_576, settings.max_revision_bytes, settings.max_dead_letter_bytes,
+                                                           settings.max_state_bytes) + 65_536, **txn)
         self._sent: list[Any] = []  # futures of the records produced since the last checkpoint
         self._delivery_failed: DeliveryError | None = None
         self.consumer = KafkaConsumer(
@@ -483,6 +490,11 @@ class Worker:
             self._check_delivered()
         for (partition, key), state in self._dirty_states.items():
             value = state.to_bytes() if state is not None else None
+            if value is not None and len(value) > self.settings.max_state_bytes:
+                self._delivery_failed = StateTooLarge(
+                    f"the state of encounter {key} is {len(value)} bytes (compressed), over max_state_bytes "
+                    f"{self.settings.max_state_bytes}: stopping without committing its input")
+                raise self._delivery_failed
             self._send(self.settings.topics.state, key=key.encode(), value=value, partition=partition)
         self._dirty_states.clear()
         # Never commit past a held encounter update: after a crash it must be read again.

@@ -458,3 +458,30 @@ def test_events_messages_stay_under_their_byte_limit(kafka_bootstrap, monkeypatc
         assert any(n > 1 for _, n in sizes) and any(size > limit / 2 for size, _ in sizes)  # still batched, near the limit
     finally:
         worker.close()
+
+
+def test_a_state_too_large_to_write_stops_the_worker_before_it_commits(kafka_bootstrap):
+    """A changelog state over max_state_bytes cannot be written; committing past its records
+    would lose them at the next restart.  The worker stops (StateTooLarge) without committing,
+    and a worker allowed larger states charges every encounter from the same input."""
+    from connectors.worker import StateTooLarge
+
+    settings = settings_for(kafka_bootstrap, max_state_bytes=2048)
+    truth = offline_truth()
+    hook = threading.excepthook
+    errors: list[BaseException] = []
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    small = Running(settings)
+    try:
+        produce(kafka_bootstrap, sample_messages(settings))
+        small.thread.join(60)
+        assert not small.thread.is_alive() and errors and isinstance(errors[0], StateTooLarge), errors
+        assert "over max_state_bytes 2048" in str(errors[0])
+    finally:
+        threading.excepthook = hook
+    worker = Running(settings.model_copy(update={"max_state_bytes": 4_000_000}))
+    try:
+        done = charged_as(truth)
+        assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
+    finally:
+        worker.close()
