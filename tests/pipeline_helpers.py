@@ -55,6 +55,25 @@ def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]]) -> 
     producer.close()
 
 
+def produce_from_another_process(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+    """``produce``, from a process of its own, as a feed's producer runs beside a worker.  In
+    the worker's process, its sender thread waits for the interpreter lock: records stamped
+    at send() reached the broker hundreds of milliseconds later, more than ``hold_grace_ms``
+    allows a producer (then a close may rightly overtake them: the encounter is corrected in
+    a second revision)."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".pickle") as f:
+        pickle.dump(messages, f)
+        f.flush()
+        subprocess.run([sys.executable, "-c", "import pickle, sys; from tests.pipeline_helpers import produce; "
+                        "produce(sys.argv[1], pickle.load(open(sys.argv[2], 'rb')))", bootstrap, f.name],
+                       check=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
+
+
 class Running:
     """A worker in a thread."""
 
