@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 import time
 import uuid
 from pathlib import Path
@@ -87,6 +89,19 @@ class Running:
         self.stop.set()
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "worker did not stop"
+
+
+@contextmanager
+def thread_errors() -> Iterator[list[BaseException]]:
+    """The exceptions that end threads inside the block (a worker stopping on an error),
+    collected instead of printed."""
+    hook = threading.excepthook
+    errors: list[BaseException] = []
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        yield errors
+    finally:
+        threading.excepthook = hook
 
 
 def latest_revisions(bootstrap: str, topic: str, until: Any, timeout_s: float = 120) -> dict[str, dict]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.pipeline_helpers import (
     produce_from_another_process,
     sample_messages,
     settings_for,
+    thread_errors,
     write_config,
 )
 from coding_core.engine import code_encounter
@@ -369,31 +369,25 @@ def test_a_result_the_broker_never_acknowledges_stops_the_worker_and_its_input_i
 
     settings = settings_for(kafka_bootstrap)
     truth = offline_truth()
-    hook = threading.excepthook
-    errors: list[BaseException] = []
-    threading.excepthook = lambda args: errors.append(args.exc_value)
-    failing = Running(settings)
-    real_send = failing.worker.producer.send
+    with thread_errors() as errors:
+        failing = Running(settings)
+        real_send = failing.worker.producer.send
 
-    def send(topic, **kwargs):
-        if topic == settings.topics.charges:
-            future = Future()
-            future.failure(KafkaTimeoutError("simulated: batch expired before the broker acknowledged it"))
-            return future
-        return real_send(topic, **kwargs)
+        def send(topic, **kwargs):
+            if topic == settings.topics.charges:
+                future = Future()
+                future.failure(KafkaTimeoutError("simulated: batch expired before the broker acknowledged it"))
+                return future
+            return real_send(topic, **kwargs)
 
-    failing.worker.producer.send = send
-    try:
+        failing.worker.producer.send = send
         produce(kafka_bootstrap, sample_messages(settings))
         failing.thread.join(60)
         assert not failing.thread.is_alive() and errors and isinstance(errors[0], DeliveryError)
-    finally:
-        threading.excepthook = hook
     # the next worker (same group) reads from what was committed: every encounter is charged
     worker = Running(settings)
     try:
-        done = charged_as(truth)
-        assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
+        _wait_for_truth(kafka_bootstrap, settings, truth)
     finally:
         worker.close()
 
@@ -473,20 +467,14 @@ def test_a_state_too_large_to_write_stops_the_worker_before_it_commits(kafka_boo
 
     settings = settings_for(kafka_bootstrap, max_state_bytes=2048)
     truth = offline_truth()
-    hook = threading.excepthook
-    errors: list[BaseException] = []
-    threading.excepthook = lambda args: errors.append(args.exc_value)
-    small = Running(settings)
-    try:
+    with thread_errors() as errors:
+        small = Running(settings)
         produce(kafka_bootstrap, sample_messages(settings))
         small.thread.join(60)
         assert not small.thread.is_alive() and errors and isinstance(errors[0], StateTooLarge), errors
         assert "over max_state_bytes 2048" in str(errors[0])
-    finally:
-        threading.excepthook = hook
     worker = Running(settings.model_copy(update={"max_state_bytes": 4_000_000}))
     try:
-        done = charged_as(truth)
-        assert done(latest_revisions(kafka_bootstrap, settings.topics.charges, done))
+        _wait_for_truth(kafka_bootstrap, settings, truth)
     finally:
         worker.close()
