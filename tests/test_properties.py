@@ -110,3 +110,45 @@ def test_every_line_is_traceable_to_the_input(events) -> None:
     # nothing silently dropped: every administration is on a line or listed as excluded
     used = {i for ln in result.lines for i in ln.administration_ids}
     assert ids <= used | excluded
+
+
+# --- the worker's reader of events messages ------------------------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text() | st.decimals(allow_nan=False).map(str),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def _read(reader, value: bytes):
+    try:
+        return ("ok", reader(value))
+    except Exception as e:
+        return ("error", type(e).__name__)
+
+
+@given(_JSON_VALUES)
+@SETTINGS
+def test_the_events_reader_reads_any_document_as_the_standard_library_does(doc):
+    """``_loads`` reads with orjson when it can: the same values as ``json.loads`` (integers of
+    any size stay integers, NaN and infinities are read, duplicate keys keep the last)."""
+    import json
+
+    from connectors.worker import _loads
+
+    for text in (json.dumps(doc), json.dumps(doc, ensure_ascii=False), json.dumps({"a": doc, "b": 1, "a ": 2})):
+        value = text.encode("utf-8", "surrogatepass")
+        got, want = _read(_loads, value), _read(json.loads, value)
+        assert repr(got) == repr(want)  # repr: NaN equals itself, 1 and 1.0 and True differ
+
+
+@given(st.binary(max_size=64) | st.text(alphabet='{}[]",:0123456789.eE+-truefalsnNIiy \\u', max_size=40).map(str.encode))
+@SETTINGS
+def test_the_events_reader_refuses_what_the_standard_library_refuses(value):
+    import json
+
+    from connectors.worker import _loads
+
+    assert repr(_read(_loads, value)) == repr(_read(json.loads, value))
