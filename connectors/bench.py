@@ -11,7 +11,9 @@ On the embedded broker, in one run, with the same synthetic feeds (``connectors.
   offline path);
 * close-to-charge latency p50/p99 with administrations produced at a steady 1,000/s, and at
   100/s (``--light-rate``), where the worker is far from busy -- still well above a large
-  hospital's real rate -- so what remains is the pipeline's fixed delays;
+  hospital's real rate -- so what remains is the pipeline's fixed delays; and, from the
+  worker's own histograms, where the time goes: the close queued behind other input, held
+  for the other input partitions, the events hop and coding, and delivery;
 * coding-core throughput (no Kafka) and memory per open encounter in the state store.
 
 Progress goes to stderr; a table and, as the last line, one JSON object go to stdout.
@@ -324,8 +326,10 @@ def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int, wor
     return len(messages) / elapsed, len(messages), correct, cpu_us
 
 
-def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int, workers: int = 1) -> tuple[float, float, int]:
-    """p50/p99 ms from producing an encounter's close to its first charges, at ``rate`` msgs/s."""
+def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int,
+                    workers: int = 1) -> tuple[float, float, int, dict[str, float]]:
+    """p50/p99 ms from producing an encounter's close to its first charges, at ``rate`` msgs/s,
+    and where the time goes (:func:`close_stages`)."""
     settings = settings_for(bootstrap)
     messages: list[Message] = []
     n = 1
@@ -350,12 +354,44 @@ def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int, work
         time.sleep(0.02)
     latencies = sorted(1000 * (min(t for t in watcher.arrived[e] if t >= c) - c)
                        for e, c in closed_at.items() if any(t >= c for t in watcher.arrived.get(e, [])))
+    stages = close_stages(worker)
     worker.stop()
     watcher.stop.set()
     if not latencies:
-        return float("nan"), float("nan"), 0
+        return float("nan"), float("nan"), 0, stages
+    stages["delivery_and_rest"] = statistics.mean(latencies) - sum(stages.values())
+    stages["total"] = statistics.mean(latencies)
     p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
-    return statistics.median(latencies), p99, len(latencies)
+    return statistics.median(latencies), p99, len(latencies), stages
+
+
+def close_stages(workers: WorkerGroup) -> dict[str, float]:
+    """Mean ms of each stage of close-to-charge, from the workers' own histograms: ``queued``
+    (input record's timestamp to mapping), ``held`` (to its release to the events topic),
+    ``events_and_coding`` (events-topic timestamp to the revision sent).  The harness adds
+    ``delivery_and_rest``: its measured mean minus these (producer batching, the charges'
+    trip to the reader, and the encounter updates that were not closes)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums: dict[str, list[float]] = {"queued": [0, 0], "held": [0, 0], "events_and_coding": [0, 0]}
+    for w in workers.workers:
+        with urllib.request.urlopen(f"http://127.0.0.1:{w.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if family.name == "infusion_charges_close_stage_seconds":
+                    stage = sample.labels.get("stage", "")
+                elif family.name == "infusion_charges_close_to_charge_seconds":
+                    stage = "events_and_coding"
+                else:
+                    continue
+                if stage in sums and sample.name.endswith("_sum"):
+                    sums[stage][0] += sample.value
+                elif stage in sums and sample.name.endswith("_count"):
+                    sums[stage][1] += sample.value
+    return {stage: 1000 * total / count if count else float("nan") for stage, (total, count) in sums.items()}
 
 
 def coding_core_rate(n: int, seed: int) -> tuple[float, float]:
@@ -442,12 +478,14 @@ def main(argv: list[str] | None = None) -> int:
             results[f"pipeline_{fmt}_messages"] = count
             results[f"pipeline_{fmt}_correct"] = correct
         progress(f"close-to-charge latency at 1,000 administrations/s for {latency_s} s ...")
-        p50, p99, closes = close_to_charge(bootstrap, 1000, latency_s, args.seed, args.workers)
-        results.update(close_to_charge_p50_ms=p50, close_to_charge_p99_ms=p99, close_to_charge_encounters=closes)
+        p50, p99, closes, stages = close_to_charge(bootstrap, 1000, latency_s, args.seed, args.workers)
+        results.update(close_to_charge_p50_ms=p50, close_to_charge_p99_ms=p99, close_to_charge_encounters=closes,
+                       close_to_charge_stages_mean_ms=stages)
         progress(f"close-to-charge latency at {args.light_rate:,.0f} administrations/s for {latency_s} s ...")
-        lp50, lp99, lcloses = close_to_charge(bootstrap, args.light_rate, latency_s, args.seed, args.workers)
+        lp50, lp99, lcloses, lstages = close_to_charge(bootstrap, args.light_rate, latency_s, args.seed, args.workers)
         results.update(close_to_charge_light_rate=args.light_rate, close_to_charge_light_p50_ms=lp50,
-                       close_to_charge_light_p99_ms=lp99, close_to_charge_light_encounters=lcloses)
+                       close_to_charge_light_p99_ms=lp99, close_to_charge_light_encounters=lcloses,
+                       close_to_charge_light_stages_mean_ms=lstages)
     progress("coding core and memory ...")
     results["coding_core_encounters_per_s"], per_encounter = coding_core_rate(2 * n_enc, args.seed)
     results["rss_bytes_per_open_encounter"] = bytes_per_open_encounter(max(200, n_enc), args.seed)
@@ -466,7 +504,9 @@ def main(argv: list[str] | None = None) -> int:
         ("pipeline, HL7", f"{results['pipeline_hl7_msgs_per_s']:,.0f} msgs/s",
          f"ratio {results['ratio_hl7']:.2f}; worker CPU {results['pipeline_hl7_worker_cpu_us_per_msg']:,.0f} µs/msg"),
         ("close-to-charge p50 / p99", f"{p50:,.0f} / {p99:,.0f} ms", f"at 1,000 administrations/s, {closes} encounters"),
+        ("  where it goes (means)", _stage_text(stages), "queued / held / events hop + coding / delivery"),
         ("  same, light load", f"{lp50:,.0f} / {lp99:,.0f} ms", f"at {args.light_rate:,.0f} administrations/s, {lcloses} encounters"),
+        ("  where it goes (means)", _stage_text(lstages), "queued / held / events hop + coding / delivery"),
         ("coding core", f"{results['coding_core_encounters_per_s']:,.0f} encounters/s", f"no Kafka, {per_encounter:.1f} admins/encounter"),
         ("memory per open encounter", f"{results['rss_bytes_per_open_encounter']:,.0f} bytes", "RSS growth"),
     ]
@@ -477,8 +517,21 @@ def main(argv: list[str] | None = None) -> int:
         value = results[key]
         met = value >= target if op == ">=" else value < target
         print(f"goal {key} {op} {target}: {'met' if met else 'NOT met'} ({value:,.2f})")
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()}))
+    print(json.dumps({k: _rounded(v) for k, v in results.items()}))
     return 0 if results["pipeline_fhir_correct"] and results["pipeline_hl7_correct"] else 1
+
+
+def _stage_text(stages: dict[str, float]) -> str:
+    keys = ("queued", "held", "events_and_coding", "delivery_and_rest")
+    return " / ".join(f"{stages.get(k, float('nan')):,.0f}" for k in keys) + " ms"
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 if __name__ == "__main__":

@@ -37,8 +37,18 @@ class Metrics:
         self.coding_seconds = Histogram("infusion_charges_coding_seconds", "Time to code one encounter", registry=r,
                                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0))
         self.close_to_charge_seconds = Histogram(
-            "infusion_charges_close_to_charge_seconds", "From the last record of a closed encounter to its published revision",
+            "infusion_charges_close_to_charge_seconds",
+            "From the events-topic timestamp of a closed encounter's last record to its published revision",
             registry=r, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+        # The input side of the same path, per encounter update (close, cancel): "queued", from
+        # the input record's timestamp to the worker mapping it (how far behind the feed the
+        # worker reads); "held", from then until it is released to the events topic (the wait
+        # for the other input partitions, hold_grace_ms included).  With close_to_charge they
+        # say where the time from a feed's close to its charges goes.
+        self.close_stage_seconds = Histogram(
+            "infusion_charges_close_stage_seconds",
+            "Encounter updates: from the input record's timestamp to mapping (queued), then to release to the events topic (held)",
+            ["stage"], registry=r, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -128,8 +128,9 @@ class Worker:
         self._offsets: dict[TopicPartition, int] = {}  # next offset after the last processed record
         self._committed: dict[TopicPartition, int] = {}  # last committed offsets
         # Encounter updates (closes, cancels) held until the other input partitions have been
-        # read up to their time: (timestamp, input partition, offset, record).  See _release.
-        self._held: list[tuple[int, TopicPartition, int, Mapped]] = []
+        # read up to their time: (timestamp, input partition, offset, record, clock when read).
+        # See _release.
+        self._held: list[tuple[int, TopicPartition, int, Mapped, float]] = []
         # Mapped records on their way to the events topic, by encounter, in order (see _flush_events).
         self._outgoing: dict[str, list[bytes]] = {}
         self._input_time: dict[TopicPartition, int] = {}  # timestamp of the last record read
@@ -257,7 +258,9 @@ class Worker:
         self._input_time[tp] = record.timestamp
         for mapped in routed.records:
             if mapped.kind == "encounter":
-                self._held.append((record.timestamp, tp, record.offset, mapped))
+                now = self.clock()
+                self.metrics.close_stage_seconds.labels("queued").observe(max(0.0, now - record.timestamp / 1000))
+                self._held.append((record.timestamp, tp, record.offset, mapped, now))
             else:
                 self._forward(mapped)
         if routed.errors:
@@ -310,7 +313,10 @@ class Worker:
         ready = sorted((h for h in self._held if h[0] <= watermark), key=lambda h: (h[0], h[1].topic, h[1].partition, h[2]))
         if ready:
             self._held = [h for h in self._held if h[0] > watermark]
-            for _, _, _, mapped in ready:
+            held = self.metrics.close_stage_seconds.labels("held")
+            released_at = self.clock()
+            for _, _, _, mapped, read_at in ready:
+                held.observe(max(0.0, released_at - read_at))
                 self._forward(mapped)
 
     def _dead_letter(self, record: Any, error_type: str, message: str, value: bytes | None = None) -> None:
@@ -500,7 +506,7 @@ class Worker:
         self._dirty_states.clear()
         # Never commit past a held encounter update: after a crash it must be read again.
         held_from: dict[TopicPartition, int] = {}
-        for _, tp, offset, _ in self._held:
+        for _, tp, offset, *_ in self._held:
             held_from[tp] = min(offset, held_from.get(tp, offset))
         target = {tp: min(offset, held_from.get(tp, offset)) for tp, offset in self._offsets.items()}
         offsets = {tp: OffsetAndMetadata(o, None, -1) for tp, o in target.items() if self._committed.get(tp) != o}

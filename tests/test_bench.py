@@ -28,3 +28,8 @@ def test_bench_runs_the_pipeline_and_ends_with_one_json_object():
     assert figures["close_to_charge_encounters"] > 0 and figures["close_to_charge_light_encounters"] > 0
     assert figures["pipeline_fhir_worker_cpu_us_per_msg"] > 0 and figures["two_hop_passthrough_msgs_per_s"] > 0
     assert any(line.startswith("goal ratio_fhir >= 0.5:") for line in lines)
+    # where close-to-charge goes, from the worker's histograms: every stage was observed
+    for key in ("close_to_charge_stages_mean_ms", "close_to_charge_light_stages_mean_ms"):
+        stages = figures[key]
+        assert all(0 <= stages[s] < 60_000 for s in ("queued", "held", "events_and_coding")), stages
+        assert stages["total"] > stages["held"] and stages["total"] > stages["events_and_coding"]
