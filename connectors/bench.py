@@ -359,8 +359,9 @@ def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int,
     watcher.stop.set()
     if not latencies:
         return float("nan"), float("nan"), 0, stages
-    stages["delivery_and_rest"] = statistics.mean(latencies) - sum(stages.values())
-    stages["total"] = statistics.mean(latencies)
+    mean = statistics.mean(latencies)
+    stages["delivery_and_rest"] = mean - sum(stages.values())
+    stages["total"] = mean
     p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
     return statistics.median(latencies), p99, len(latencies), stages
 
