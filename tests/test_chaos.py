@@ -2,7 +2,9 @@
 
 At the end every encounter's latest revision equals the offline result, nothing is lost and
 every repeated revision is byte-identical.  Bounded: N=40 encounters (FHIR and HL7, ~700
-administrations), K=3 kills, seeded randomness; a few tens of seconds on tansu.
+administrations), K=3 kills, seeded randomness; a few tens of seconds on tansu.  A longer run:
+``INFUSION_CHAOS_ENCOUNTERS=200 INFUSION_CHAOS_KILLS=10 INFUSION_CHAOS_SEED=7 pytest -s
+tests/test_chaos.py`` (it prints N, K and the result).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import Path
 from connectors.synthetic import generate, offline_charges
 from tests.pipeline_helpers import all_results, billable, charged_as, latest_revisions, produce, settings_for, write_config
 
-N_ENCOUNTERS, KILLS, SEED = 40, 3, 20261125
+N_ENCOUNTERS = int(os.environ.get("INFUSION_CHAOS_ENCOUNTERS", "40"))  # even: half FHIR, half HL7
+KILLS = int(os.environ.get("INFUSION_CHAOS_KILLS", "3"))
+SEED = int(os.environ.get("INFUSION_CHAOS_SEED", "20261125"))
 
 
 def test_random_sigkills_lose_nothing_and_repeat_nothing_different(kafka_bootstrap, tmp_path):
