@@ -49,6 +49,8 @@ class Metrics:
             "infusion_charges_close_stage_seconds",
             "Encounter updates: from the input record's timestamp to mapping (queued), then to release to the events topic (held)",
             ["stage"], registry=r, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+        self.close_queued_seconds = self.close_stage_seconds.labels("queued")
+        self.close_held_seconds = self.close_stage_seconds.labels("held")
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -259,7 +259,7 @@ class Worker:
         for mapped in routed.records:
             if mapped.kind == "encounter":
                 now = self.clock()
-                self.metrics.close_stage_seconds.labels("queued").observe(max(0.0, now - record.timestamp / 1000))
+                self.metrics.close_queued_seconds.observe(max(0.0, now - record.timestamp / 1000))
                 self._held.append((record.timestamp, tp, record.offset, mapped, now))
             else:
                 self._forward(mapped)
@@ -313,10 +313,9 @@ class Worker:
         ready = sorted((h for h in self._held if h[0] <= watermark), key=lambda h: (h[0], h[1].topic, h[1].partition, h[2]))
         if ready:
             self._held = [h for h in self._held if h[0] > watermark]
-            held = self.metrics.close_stage_seconds.labels("held")
             released_at = self.clock()
             for _, _, _, mapped, read_at in ready:
-                held.observe(max(0.0, released_at - read_at))
+                self.metrics.close_held_seconds.observe(max(0.0, released_at - read_at))
                 self._forward(mapped)
 
     def _dead_letter(self, record: Any, error_type: str, message: str, value: bytes | None = None) -> None:
