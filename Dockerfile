@@ -2,12 +2,12 @@
 # with no compilers, run as an unprivileged user with a read-only root filesystem in mind.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY coding_core ./coding_core
 COPY mapping ./mapping
 COPY connectors ./connectors
 RUN pip install --no-cache-dir --upgrade pip wheel \
- && pip wheel --no-cache-dir --wheel-dir /wheels .
+ && pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

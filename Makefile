@@ -4,13 +4,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
 test: $(STAMP)
@@ -27,6 +27,17 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_coding_core.py
 	$(PY) benchmarks/bench_hl7.py
 	$(VENV)/bin/infusion-charges bench --quick
+
+# Resolve pyproject.toml's version ranges afresh in a scratch environment and lock the result.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	{ sed -n '1,/^# make test/p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .lock-venv
+	@echo "constraints.txt rewritten: run make test, then commit it"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
