@@ -41,7 +41,7 @@ from connectors.broker import embedded_broker
 from connectors.settings import Settings, Topics
 from connectors.state import EncounterState
 from connectors.synthetic import generate, offline_charges
-from connectors.worker import ensure_topics
+from connectors.topics import prepare_topics
 from mapping.collector import FeedCollector
 from mapping.reference_data import load_formulary
 
@@ -210,7 +210,8 @@ class WorkerProcess:
         self.dir = tempfile.TemporaryDirectory(prefix="bench-worker-")
         config = os.path.join(self.dir.name, "worker.yaml")
         with open(config, "w") as f:
-            yaml.safe_dump(settings.model_copy(update={"metrics_port": self.port}).model_dump(mode="json", exclude_none=True), f)
+            own = {"metrics_port": self.port, "state_dir": os.path.join(self.dir.name, "state")}  # a volume of its own
+            yaml.safe_dump(settings.model_copy(update=own).model_dump(mode="json", exclude_none=True), f)
         self.proc = subprocess.Popen([sys.executable, "-m", "connectors.cli", "run", "--config", config],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -301,7 +302,7 @@ def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int, wor
     settings = settings_for(bootstrap)
     messages = generate(n_encounters, fmt, settings.topics, seed=seed)
     truth = offline_charges(messages, settings.topics)
-    ensure_topics(settings)
+    prepare_topics(settings)
     watcher = ChargeWatcher(bootstrap, settings.topics.charges)
     watcher.start()
     worker = WorkerGroup(settings, workers)  # own processes: their caches start cold
@@ -337,7 +338,7 @@ def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int,
         messages = generate(n, "fhir", settings.topics, seed=seed)
         n += max(1, n // 2)
     messages = messages[: int(rate * seconds)]
-    ensure_topics(settings)
+    prepare_topics(settings)
     watcher = ChargeWatcher(bootstrap, settings.topics.charges)
     watcher.start()
     worker = WorkerGroup(settings, workers)

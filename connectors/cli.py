@@ -154,15 +154,21 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``infusion-charges run``: the Kafka worker, until SIGTERM/SIGINT."""
+    """``infusion-charges run``: the Kafka worker, until SIGTERM/SIGINT.  Exit 0 after a stop;
+    2 on a fatal error (one JSON error line on stderr: its type and a message naming topics,
+    partitions and settings, never record values)."""
+    import logging
+    import os
     import signal
     import threading
 
+    from connectors.errors import Interrupted, describe
     from connectors.ops import configure_logging
     from connectors.settings import Settings, site_profile
-    from connectors.worker import DeliveryError, Worker, tune_gc
+    from connectors.worker import Worker, tune_gc
 
     configure_logging()
+    log = logging.getLogger("infusion_charges.worker")
     try:
         settings = Settings.load(args.config, bootstrap_servers=args.bootstrap_servers, group_id=args.group_id)
         profile = site_profile(settings, load_profile(settings.profile))
@@ -171,13 +177,28 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"infusion-charges: error: {e}", file=err)
         return EXIT_FAILED
     stop = threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        # The last resort for the bound: whatever still blocks after it, the process ends.
+        # Nothing past unfinished work has been committed, so the next owner repeats it.
+        def overdue() -> None:
+            log.error("stop took longer than shutdown_timeout_s %s: exiting without finishing", settings.shutdown_timeout_s)
+            os._exit(EXIT_FAILED)
+        timer = threading.Timer(settings.shutdown_timeout_s + 2, overdue)
+        timer.daemon = True
+        timer.start()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     tune_gc()
     try:
         Worker(settings, formulary, profile).run(stop)
-    except DeliveryError as e:  # StateTooLarge included
-        print(f"infusion-charges: error: {e}", file=err)  # restart: the input is read again
+    except Exception as e:  # fatal: one JSON line, exit 2; a restart repeats the uncommitted work
+        cause = e.cause if isinstance(e, Interrupted) else e
+        log.error("worker failed: %s", describe(cause), extra={"error_type": type(cause).__name__}, exc_info=os.environ.get("INFUSION_CHARGES_DEBUG") == "1")
         return EXIT_FAILED
     return EXIT_OK
 

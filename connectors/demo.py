@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -47,10 +48,10 @@ def feed_messages(paths: Iterable[Path], topics: Topics) -> list[tuple[str, byte
 
 def main(quiet_s: float = 4.0, timeout_s: float = 120.0) -> int:
     paths = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".json", ".ndjson", ".hl7"))
-    with embedded_broker() as bootstrap:
+    with embedded_broker() as bootstrap, tempfile.TemporaryDirectory(prefix="infusion-charges-demo-") as state_dir:
         print(f"== embedded broker on {bootstrap}", file=sys.stderr)
         settings = Settings(bootstrap_servers=bootstrap, group_id="infusion-charges-demo", partitions=3,
-                            session_timeout_ms=6000, max_poll_interval_ms=10000, metrics_port=None)
+                            session_timeout_ms=6000, max_poll_interval_ms=10000, metrics_port=None, state_dir=Path(state_dir))
         stop = threading.Event()
         worker = Worker(settings, load_formulary(), Profile())
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)

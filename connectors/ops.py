@@ -1,20 +1,30 @@
 """Operations surface of a worker: Prometheus metrics, health endpoints, JSON logs.
 
-``/healthz``: the process serves requests.  ``/readyz``: 200 only once the worker has its
-partitions and their state is restored (503 before, and while a rebalance restores state).
+``/healthz`` (liveness): 200 while the worker's loop keeps turning, 503 once it has not
+advanced for ``liveness_timeout_s``.  ``/readyz``: 200 only once the worker has its partitions
+and their state is recovered (503 before, while a rebalance moves partitions, and while state is
+recovered).
 ``/metrics``: Prometheus text format.  Labels are topic names only — never encounter,
 patient or record ids (no PHI, bounded cardinality).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+def safe_id(encounter_id: str) -> str:
+    """How logs name an encounter: a digest of its id, not the id (a visit number).  An
+    operator holding the id finds its lines by computing the same digest."""
+    return "enc:" + hashlib.sha256(encounter_id.encode()).hexdigest()[:16]
 
 
 class Metrics:
@@ -51,21 +61,33 @@ class Metrics:
             ["stage"], registry=r, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
         self.close_queued_seconds = self.close_stage_seconds.labels("queued")
         self.close_held_seconds = self.close_stage_seconds.labels("held")
+        self.encounters_blocked = Gauge("infusion_charges_encounters_blocked",
+                                        "Encounters blocked because their state or revision could not be written", registry=r)
+        self.encounters_blocked_total = Counter("infusion_charges_encounters_blocked_events",
+                                                "Encounters that became blocked", registry=r)
+        self.kafka_errors = Counter("infusion_charges_kafka_errors", "Kafka errors ridden out, by what the worker did "
+                                    "(retry: backed off and went on; rewind: repeated the work since the last commit)",
+                                    ["action", "error_type"], registry=r)
+        self.restored = Counter("infusion_charges_state_records_restored", "Changelog records read back into the local state store",
+                                registry=r)
+        self.recovering = Gauge("infusion_charges_partitions_recovering", "Events partitions whose state is being recovered",
+                                registry=r)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
 
 
 class OpsServer:
-    """HTTP endpoints in a daemon thread; ``ready`` is a callable the worker answers."""
+    """HTTP endpoints in a daemon thread; ``ready`` and ``alive`` are callables the worker answers."""
 
-    def __init__(self, port: int, metrics: Metrics, ready: Any, host: str = "0.0.0.0"):
+    def __init__(self, port: int, metrics: Metrics, ready: Any, host: str = "0.0.0.0", alive: Any = None):
         ops = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server naming)
                 if self.path == "/healthz":
-                    self._reply(200, b"ok\n", "text/plain")
+                    ok = ops.alive is None or bool(ops.alive())
+                    self._reply(200 if ok else 503, b"ok\n" if ok else b"stalled\n", "text/plain")
                 elif self.path == "/readyz":
                     ok = bool(ops.ready())
                     self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain")
@@ -84,7 +106,7 @@ class OpsServer:
             def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: not worth a log line
                 pass
 
-        self.metrics, self.ready = metrics, ready
+        self.metrics, self.ready, self.alive = metrics, ready, alive
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="ops-http", daemon=True)
@@ -111,6 +133,8 @@ class JsonFormatter(logging.Formatter):
         doc.update({k: v for k, v in vars(record).items() if k not in self._standard})
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info).splitlines()[-1]
+            if os.environ.get("INFUSION_CHARGES_DEBUG") == "1":
+                doc["traceback"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str)
 
 

@@ -104,6 +104,20 @@ class Settings(BaseSettings):
     # (Kafka transactions; real clusters only — tansu accepts them but does not hide aborts).
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     metrics_port: int | None = 9464
+    # The local state store (one SQLite file per events partition owned).  On a volume that
+    # outlives the process, a restart reads only the changelog's tail; a new one reads it all.
+    state_dir: Path = Path("infusion-charges-state")
+    # SIGTERM: the worker finishes, commits and exits within this bound (keep it below the
+    # pod's terminationGracePeriodSeconds); work it could not commit in time is repeated by
+    # the next owner of its partitions.
+    shutdown_timeout_s: float = Field(default=30.0, ge=1)
+    # /healthz answers 503 once the worker's loop has not turned for this long.
+    liveness_timeout_s: float = Field(default=120.0, ge=5)
+    # Kafka request timeout (produce, commit, metadata, admin), and how long a produced
+    # record may take to be acknowledged before the worker repeats its work since the last
+    # commit (a broker pause longer than this is ridden out by repeating, not by crashing).
+    request_timeout_ms: int = Field(default=10_000, ge=1000)
+    delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     # Results, changelog and offsets are checkpointed at most this often (and when idle).
     commit_interval_ms: int = Field(default=250, ge=10)
     # An encounter update (a close) waits until every input partition has been read past its

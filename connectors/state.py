@@ -45,6 +45,10 @@ class EncounterState(BaseModel):
     # record arriving now is refused (see apply) instead of starting the encounter again at
     # revision 1 with a partial bill that would overwrite the published one.
     retired: bool = False
+    # Blocked: its state could not be written (too large for the changelog); the reason.
+    # Records for it are dead-lettered until an operator re-admits it.  What is kept is the
+    # last state that was written, with the revision last published.
+    blocked: str | None = None
     # Parsed views of ``records`` (not serialised; rebuilt after a change or a restore).
     _parsed: dict[str, Mapped] = PrivateAttr(default_factory=dict)
     _view: tuple[EncounterInfo, list[AdministrationEvent]] | None = PrivateAttr(default=None)
@@ -62,6 +66,8 @@ class EncounterState(BaseModel):
         again (``Mapped.from_json`` then ``to_json`` gives the same data back)."""
         if self.retired:
             return "retired"
+        if self.blocked is not None:
+            return "blocked"
         key = f"{mapped.kind}:{mapped.id}"
         held = self._held(key)
         kept, outcome = resolve(held, mapped)
@@ -125,7 +131,8 @@ class EncounterState(BaseModel):
         """Has an outpatient encounter's feed been silent for ``idle_close_ms``?  The worker
         then sends an idle-close event through the events topic (see :meth:`idle_close`), so
         the close takes its place in the encounter's history and a replay decides the same."""
-        if self.retired or self.lifecycle is not Lifecycle.OPEN or now_ms - self.last_record_ms < idle_close_ms:
+        if self.retired or self.blocked is not None or self.lifecycle is not Lifecycle.OPEN \
+                or now_ms - self.last_record_ms < idle_close_ms:
             return False
         record = self._encounter_record()
         return record is None or record.encounter_class is not EncounterClass.INPATIENT  # inpatients wait for discharge
@@ -142,18 +149,38 @@ class EncounterState(BaseModel):
         return True
 
     def expired(self, now_ms: int, retention_ms: int) -> bool:
-        """Closed or discarded and silent for longer than the retention window: retire it."""
-        return not self.retired and self.lifecycle is not Lifecycle.OPEN and now_ms - self.last_record_ms > retention_ms
+        """Closed, discarded or blocked, and silent for longer than the retention window: retire it."""
+        return not self.retired and (self.blocked is not None or self.lifecycle is not Lifecycle.OPEN) \
+            and now_ms - self.last_record_ms > retention_ms
 
     def retire(self) -> None:
         """Forget the records and charges; keep the id, the revision and the last record time."""
         self.records, self.published, self.retired, self.dirty, self.idle_closed = {}, {}, True, False, False
+        self.blocked = None
         self._parsed, self._view = {}, None
 
     # --- coding -------------------------------------------------------------------------
 
     def due(self) -> bool:
-        return self.dirty and not self.retired and (self.lifecycle is not Lifecycle.OPEN)
+        return self.dirty and not self.retired and self.blocked is None and (self.lifecycle is not Lifecycle.OPEN)
+
+    @property
+    def standing(self) -> str:
+        """What the local state store indexes an encounter by: ``open``, ``closed``,
+        ``discarded``, ``retired`` or ``blocked``."""
+        if self.retired:
+            return "retired"
+        if self.blocked is not None:
+            return "blocked"
+        return self.lifecycle.value
+
+    def blocked_copy(self, reason: str, last_written: EncounterState | None) -> EncounterState:
+        """This encounter blocked: the last state written to the changelog (records it holds
+        are safe), with this state's revision and published lines (so no revision number is
+        used twice) and its last record time."""
+        base = last_written if last_written is not None else EncounterState(encounter_id=self.encounter_id)
+        return base.model_copy(update={"blocked": reason, "revision": self.revision, "published": self.published,
+                                       "last_record_ms": self.last_record_ms, "dirty": False})
 
     def code(self, formulary: Formulary, profile: Profile) -> dict[str, Any] | None:
         """Code the encounter; the revision bundle to publish, or None when nothing changed.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ def settings_for(bootstrap: str, **over: Any) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:8]}"
     topics = Topics(**{name: f"{prefix}.{default}" for name, default in Topics().model_dump().items()})
     base = dict(bootstrap_servers=bootstrap, group_id=prefix, topics=topics, partitions=3, session_timeout_ms=6000,
-                max_poll_interval_ms=10000, metrics_port=None)
+                max_poll_interval_ms=10000, metrics_port=None, state_dir=Path(tempfile.mkdtemp(prefix=f"{prefix}-state-")))
     return Settings(**{**base, **over})
 
 
@@ -77,9 +78,11 @@ def produce_from_another_process(bootstrap: str, messages: list[tuple[str, bytes
 
 
 class Running:
-    """A worker in a thread."""
+    """A worker in a thread, with a state directory of its own unless given one (as two pods
+    have two volumes)."""
 
-    def __init__(self, settings: Settings, clock: Any = time.time):
+    def __init__(self, settings: Settings, clock: Any = time.time, state_dir: Path | None = None):
+        settings = settings.model_copy(update={"state_dir": state_dir or Path(tempfile.mkdtemp(prefix="worker-state-"))})
         self.stop = threading.Event()
         self.worker = Worker(settings, load_formulary(), Profile(), clock=clock)
         self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
@@ -157,10 +160,12 @@ def all_results(bootstrap: str, topic: str, settle_s: float = 2.0) -> dict[tuple
     return out
 
 
-def write_config(settings: Settings, path: Path) -> Path:
+def write_config(settings: Settings, path: Path, **over: Any) -> Path:
+    """The settings as a worker.yaml (None included: ``metrics_port: null`` means no listener,
+    where leaving it out would bind the default port)."""
     import yaml
 
-    path.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_none=True)))
+    path.write_text(yaml.safe_dump({**settings.model_dump(mode="json"), **over}))
     return path
 
 

@@ -321,7 +321,7 @@ def test_events_carry_an_encounters_records_together_and_older_or_broken_events_
     """The events topic carries one message per encounter per poll batch; a message of the
     format before batching (one record) is still applied, and an unreadable record inside a
     batch is dead-lettered on its own while the rest of the batch is applied."""
-    from connectors.worker import RECORDS
+    from connectors.intake import RECORDS
     from mapping.collector import FeedCollector
     from mapping.fhir_in import map_resource
 
@@ -352,40 +352,69 @@ def test_events_carry_an_encounters_records_together_and_older_or_broken_events_
         got = dead_letters(kafka_bootstrap, settings.topics.dead_letter)
         assert [json.loads(r.value) for r in got] == [broken]
         assert dict(got[0].headers)["source.topic"].decode() == settings.topics.events
-        assert not any("enc-phantom" in store for store in worker.worker.stores.values())  # no state from it
+        assert not any(store.get("enc-phantom") for _, store in worker.worker.stores.items())  # no state from it
         assert worker.thread.is_alive()
     finally:
         worker.close()
 
 
-def test_a_result_the_broker_never_acknowledges_stops_the_worker_and_its_input_is_read_again(kafka_bootstrap):
-    """At-least-once must not rest on flush() alone: it returns when sends have *finished*,
-    failed ones included.  A failed send stops the worker before any offset past it is
-    committed; the next worker reads the same input again and publishes everything."""
-    from kafka.errors import KafkaTimeoutError
+def _failing_charges(worker, settings, error, times):
+    """The first ``times`` charges sends of ``worker`` fail with ``error``, as a producer
+    reports a record the broker never acknowledged."""
     from kafka.future import Future
 
-    from connectors.worker import DeliveryError
+    real_send = worker.producer.send
+    left = {"n": times}
+
+    def send(topic, **kwargs):
+        if topic == settings.topics.charges and left["n"] > 0:
+            left["n"] -= 1
+            future = Future()
+            future.failure(error)
+            return future
+        return real_send(topic, **kwargs)
+
+    worker.producer.send = send
+
+
+def test_a_result_the_broker_did_not_acknowledge_is_produced_again_and_nothing_is_lost(kafka_bootstrap):
+    """At-least-once must not rest on flush() alone: it returns when sends have *finished*,
+    failed ones included.  A retriable failure (the broker did not answer in time) makes the
+    worker repeat everything since its last commit, in-process, and go on."""
+    from kafka.errors import KafkaTimeoutError
+
+    settings = settings_for(kafka_bootstrap)
+    truth = offline_truth()
+    worker = Running(settings)
+    try:
+        _failing_charges(worker.worker, settings, KafkaTimeoutError("simulated: batch expired before the broker acknowledged it"), 3)
+        produce(kafka_bootstrap, sample_messages(settings))
+        _wait_for_truth(kafka_bootstrap, settings, truth)
+        assert worker.thread.is_alive() and worker.worker.stats["rewinds"] >= 1
+    finally:
+        worker.close()
+    divergent = {k for k, v in all_results(kafka_bootstrap, settings.topics.charges).items() if len(v) > 1}
+    assert divergent == set()
+
+
+def test_a_result_the_broker_refuses_stops_the_worker_and_its_input_is_read_again(kafka_bootstrap):
+    """A non-retriable failure stops the worker (fatal) before any offset past it is
+    committed; the next worker reads the same input again and publishes everything."""
+    from kafka.errors import TopicAuthorizationFailedError
+
+    from connectors.errors import DeliveryFailed, classify
 
     settings = settings_for(kafka_bootstrap)
     truth = offline_truth()
     with thread_errors() as errors:
         failing = Running(settings)
-        real_send = failing.worker.producer.send
-
-        def send(topic, **kwargs):
-            if topic == settings.topics.charges:
-                future = Future()
-                future.failure(KafkaTimeoutError("simulated: batch expired before the broker acknowledged it"))
-                return future
-            return real_send(topic, **kwargs)
-
-        failing.worker.producer.send = send
+        _failing_charges(failing.worker, settings, TopicAuthorizationFailedError("simulated"), 10**6)
         produce(kafka_bootstrap, sample_messages(settings))
         failing.thread.join(60)
-        assert not failing.thread.is_alive() and errors and isinstance(errors[0], DeliveryError)
-    # the next worker (same group) reads from what was committed: every encounter is charged
-    worker = Running(settings)
+        assert not failing.thread.is_alive() and errors, errors
+        assert isinstance(errors[0], DeliveryFailed) and classify(errors[0]) == "fatal"
+    assert all_results(kafka_bootstrap, settings.topics.charges) == {}
+    worker = Running(settings)  # the same group: reads from what was committed
     try:
         _wait_for_truth(kafka_bootstrap, settings, truth)
     finally:
@@ -398,7 +427,7 @@ def test_a_revision_too_large_to_publish_is_dead_lettered_and_the_encounter_left
     worker = Running(settings)
     try:
         produce(kafka_bootstrap, sample_messages(settings))
-        from connectors.worker import _json
+        from connectors.codec import published_json as _json
         from mapping.chargeitem_out import revision_bundle
 
         small = {e for e, items in truth.items() if len(_json(revision_bundle(e, 1, items))) <= 4096}
@@ -444,11 +473,11 @@ def test_events_messages_stay_under_their_byte_limit(kafka_bootstrap, monkeypatc
     """An events message holds at most EVENT_BYTES of records (one larger record goes alone):
     a batch over the topic's max.message.bytes would be refused and stop the worker on every
     restart.  Split batches still carry every record once, in order, to the same result."""
-    import connectors.worker as worker_module
-    from connectors.worker import RECORDS
+    import connectors.intake as intake_module
+    from connectors.intake import RECORDS
 
     limit = 4096
-    monkeypatch.setattr(worker_module, "EVENT_BYTES", limit)
+    monkeypatch.setattr(intake_module, "EVENT_BYTES", limit)
     worker, messages, events = charge_backlog(kafka_bootstrap, settings_for(kafka_bootstrap))
     try:
         sizes = [(len(r.value), len(json.loads(r.value)[RECORDS])) for r in events]
@@ -459,22 +488,71 @@ def test_events_messages_stay_under_their_byte_limit(kafka_bootstrap, monkeypatc
         worker.close()
 
 
-def test_a_state_too_large_to_write_stops_the_worker_before_it_commits(kafka_bootstrap):
-    """A changelog state over max_state_bytes cannot be written; committing past its records
-    would lose them at the next restart.  The worker stops (StateTooLarge) without committing,
-    and a worker allowed larger states charges every encounter from the same input."""
-    from connectors.worker import StateTooLarge
+def test_an_encounter_too_large_to_write_is_blocked_alone_and_nothing_of_it_is_dropped(kafka_bootstrap, caplog):
+    """One encounter whose state outgrows max_state_bytes is blocked: the records that made it
+    so are dead-lettered (StateTooLarge), later records for it too (EncounterBlocked), an ERROR
+    log names it by a safe id, and every other encounter is charged once -- no restart loop,
+    no re-published revisions."""
+    from connectors.codec import loads
+    from connectors.ops import safe_id
 
-    settings = settings_for(kafka_bootstrap, max_state_bytes=2048)
+    settings = settings_for(kafka_bootstrap, max_state_bytes=64 * 1024)
     truth = offline_truth()
-    with thread_errors() as errors:
-        small = Running(settings)
-        produce(kafka_bootstrap, sample_messages(settings))
-        small.thread.join(60)
-        assert not small.thread.is_alive() and errors and isinstance(errors[0], StateTooLarge), errors
-        assert "over max_state_bytes 2048" in str(errors[0])
-    worker = Running(settings.model_copy(update={"max_state_bytes": 4_000_000}))
+    big = [r4(id=f"ma-big-{i}", context={"reference": "Encounter/enc-big"}) for i in range(120)]
+    sent_ids = {a["id"] for a in big}
+    close = {"resourceType": "Encounter", "id": "enc-big", "status": "finished", "class": {"code": "AMB"}}
+    worker = Running(settings)
     try:
+        t = settings.topics
+        produce(kafka_bootstrap, [(t.fhir_administrations, a["id"].encode(), json.dumps(a).encode()) for a in big]
+                + sample_messages(settings) + [(t.fhir_encounters, b"enc-big", json.dumps(close).encode())])
         _wait_for_truth(kafka_bootstrap, settings, truth)
+        deadline = time.monotonic() + 30
+        while worker.worker.stats["blocked"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        late = r4(id="ma-big-late", context={"reference": "Encounter/enc-big"})
+        produce(kafka_bootstrap, [(t.fhir_administrations, b"ma-big-late", json.dumps(late).encode())])
+        got = dead_letters(kafka_bootstrap, t.dead_letter, at_least=2)
+        deadline = time.monotonic() + 30
+        while not any(dict(r.headers)["error.type"] == b"EncounterBlocked" for r in got) and time.monotonic() < deadline:
+            got = dead_letters(kafka_bootstrap, t.dead_letter, at_least=len(got) + 1, timeout_s=2)
+        types = [dict(r.headers)["error.type"] for r in got]
+        # the close may come in the same batch as the administrations: its revision is too large
+        # to publish first, then the state too large to write
+        assert b"StateTooLarge" in types and b"EncounterBlocked" in types, types
+        assert set(types) <= {b"StateTooLarge", b"RevisionTooLarge", b"EncounterBlocked"}, types
+        assert all(b"over max_state_bytes 65536" in dict(r.headers)["error.message"] for r in got if dict(r.headers)["error.type"] == b"StateTooLarge")
+        assert len({r.value for r in got}) == len(got), "each record dead-lettered once"
+
+        # nothing silently dropped: every record of the encounter is in its kept state or dead-lettered
+        kept = None
+        for _, store in worker.worker.stores.items():
+            kept = kept or store.get("enc-big")
+        assert kept is not None and kept.blocked and "over max_state_bytes" in kept.blocked
+        held_ids = {k.split(":", 1)[1] for k in kept.records if k.startswith("administration:")}
+        lettered = {loads(r.value)["id"] for r in got if r.value is not None}
+        assert held_ids | lettered >= sent_ids | {"ma-big-late"} and "enc-big" in lettered
+        assert "enc-big" not in {enc for enc, _ in all_results(kafka_bootstrap, t.charges)}
+
+        errors = [r for r in caplog.records if r.levelname == "ERROR" and "blocked" in r.getMessage()]
+        assert errors and all(safe_id("enc-big") in r.getMessage() and "enc-big" not in r.getMessage() for r in errors)
+        assert worker.thread.is_alive()
+        worker.worker.ticker.tick(worker.worker.consumer, worker.worker._recovered())
+        text = worker.worker.metrics.render().decode()
+        assert "infusion_charges_encounters_blocked 1.0" in text
     finally:
         worker.close()
+    published = _messages_per_encounter(kafka_bootstrap, settings.topics.charges)
+    assert published == {e: 1 for e in truth}, "every other encounter published once"
+
+
+def _messages_per_encounter(bootstrap, topic):
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=2000)
+    counts: dict[str, int] = {}
+    for r in consumer:
+        counts[r.key.decode()] = counts.get(r.key.decode(), 0) + 1
+    consumer.close()
+    return counts

@@ -136,7 +136,7 @@ def test_the_events_reader_reads_any_document_as_the_standard_library_does(doc):
     any size stay integers, NaN and infinities are read, duplicate keys keep the last)."""
     import json
 
-    from connectors.worker import _loads
+    from connectors.codec import loads as _loads
 
     for text in (json.dumps(doc), json.dumps(doc, ensure_ascii=False), json.dumps({"a": doc, "b": 1, "a ": 2})):
         value = text.encode("utf-8", "surrogatepass")
@@ -149,6 +149,6 @@ def test_the_events_reader_reads_any_document_as_the_standard_library_does(doc):
 def test_the_events_reader_refuses_what_the_standard_library_refuses(value):
     import json
 
-    from connectors.worker import _loads
+    from connectors.codec import loads as _loads
 
     assert repr(_read(_loads, value)) == repr(_read(json.loads, value))

@@ -290,7 +290,7 @@ def test_a_large_state_is_compressed_on_the_changelog_and_read_back():
 def test_the_events_and_charges_encoders_write_what_the_standard_library_reads_back():
     """The worker writes events and bundles with orjson, which refuses integers beyond 64 bits:
     a 30-digit FHIR versionId (a valid id) must still reach the events topic, unchanged."""
-    from connectors.worker import _event_json, _json, _loads
+    from connectors.codec import event_json as _event_json, loads as _loads, published_json as _json
 
     huge = chemo(version="1" * 30)
     assert huge.version[0] == int("1" * 30)

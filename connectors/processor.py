@@ -1,0 +1,178 @@
+"""The events side: each events record into its encounter's state; a state that is due is coded
+and its revision bundle published on the charges topic.
+
+Poison stays with its encounter.  A coding defect dead-letters the triggering record and the
+encounter is coded again by its next record.  An encounter that cannot be written -- its
+revision over ``max_revision_bytes``, or its state over ``max_state_bytes`` at the checkpoint
+-- is blocked: the records that made it so are dead-lettered with the reason, so are any
+records for it later (``EncounterBlocked``), a metric and an ERROR log name it by a safe id,
+and every other encounter goes on.  A blocked encounter keeps its last written state and the
+revision last published; re-admitting it is an operator action.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from coding_core.formulary import Formulary
+from coding_core.profile import Profile
+from connectors.clients import Outbox
+from connectors.codec import event_json, loads, published_json
+from connectors.dead_letters import DeadLetters
+from connectors.intake import RECORDS
+from connectors.ops import Metrics, safe_id
+from connectors.recovery import changelog_headers
+from connectors.settings import Settings
+from connectors.state import EncounterState
+from connectors.store import PartitionStore, Row, StateStores
+from mapping.collector import Mapped
+
+log = logging.getLogger("infusion_charges.worker")
+IDLE_CLOSE = "idle_close_basis_ms"  # an events-topic control record: {IDLE_CLOSE: ms, "encounter": id}
+
+
+class EncounterProcessor:
+    def __init__(self, settings: Settings, formulary: Formulary, profile: Profile, stores: StateStores, outbox: Outbox,
+                 dead_letters: DeadLetters, metrics: Metrics, stats: dict[str, int], clock: Callable[[], float]):
+        self.settings, self.formulary, self.profile, self.stores = settings, formulary, profile, stores
+        self.outbox, self.dead_letters, self.metrics, self.stats, self.clock = outbox, dead_letters, metrics, stats, clock
+        # The records that changed each encounter since the last checkpoint: dead-lettered if
+        # its state then turns out too large to write.
+        self._changed_by: dict[tuple[int, str], list[tuple[Any, dict[str, Any] | None]]] = {}
+
+    # --- one events record ------------------------------------------------------------
+
+    def handle(self, record: Any) -> None:
+        self.stats["events"] += 1
+        try:
+            doc = loads(record.value)
+            if IDLE_CLOSE in doc:
+                self._apply_idle_close(record, str(doc["encounter"]), int(doc[IDLE_CLOSE]))
+                return
+            docs = doc[RECORDS] if RECORDS in doc else [doc]  # one record: the format before batching
+            if not isinstance(docs, list):
+                raise TypeError("records is not a list")
+        except Exception as e:
+            self.dead_letters.send(record, type(e).__name__, "unreadable event")
+            return
+        for doc in docs:
+            self._apply_record(record, doc)
+
+    def _apply_record(self, record: Any, doc: Any) -> None:
+        try:
+            mapped = Mapped.from_json(doc)
+        except Exception as e:
+            self.dead_letters.send(record, type(e).__name__, "unreadable event", value=event_json(doc))
+            return
+        store = self.stores.open(record.partition)
+        key = mapped.key()
+        state = store.get(key) or EncounterState(encounter_id=key)
+        # the event's JSON is what the state stores for a new record: no need to write it out again
+        outcome = state.apply(mapped, record.timestamp, as_json=doc)
+        if outcome == "retired":
+            self.dead_letters.send(record, "ArrivedAfterRetention",
+                                   f"encounter {key} is past its {self.settings.retention_days}-day retention window; "
+                                   "the record was not applied (re-code the encounter by hand)", value=event_json(doc))
+            return
+        if outcome == "blocked":
+            self.dead_letters.send(record, "EncounterBlocked", f"encounter {key} is blocked ({state.blocked}); "
+                                   "the record was not applied", value=event_json(doc))
+            return
+        if outcome != "duplicate":
+            store.put(key, state)
+            self._changed_by.setdefault((record.partition, key), []).append((record, doc))
+        self._code_if_due(store, state, record, doc)
+
+    def _apply_idle_close(self, record: Any, encounter_id: str, basis_ms: int) -> None:
+        store = self.stores.open(record.partition)
+        state = store.get(encounter_id)
+        if state is not None and state.idle_close(basis_ms):
+            store.put(encounter_id, state)
+            self._code_if_due(store, state, record)
+
+    def _code_if_due(self, store: PartitionStore, state: EncounterState, record: Any, doc: Any = None) -> None:
+        if not state.due():
+            return
+        published = state.revision, state.published
+        key = state.encounter_id
+        try:
+            with self.metrics.coding_seconds.time():
+                bundle = state.code(self.formulary, self.profile)
+        except Exception as e:  # a defect must not stop the worker nor block the partition behind it
+            # The encounter stays as it was published (nothing withdrawn), is no longer due
+            # (no retry loop), and is coded again when its next record arrives.
+            store.put(key, state)
+            self.stats["coding_failures"] += 1
+            self.metrics.coding_failures.inc()
+            log.error("coding failed for encounter %s: %s", safe_id(key), type(e).__name__,
+                      extra={"encounter": safe_id(key), "error_type": type(e).__name__})
+            self.dead_letters.send(record, "CodingError", f"coding encounter {key} raised {type(e).__name__}",
+                                   value=None if doc is None else event_json(doc))
+            return
+        store.put(key, state)
+        if bundle is None:
+            return
+        value = published_json(bundle)
+        limit = self.settings.max_revision_bytes
+        if len(value) > limit:
+            state.revision, state.published = published  # as last published
+            self.stats["revisions_too_large"] += 1
+            changed = self._changed_by.get((store.partition, key), [])
+            changed[:] = [c for c in changed if c[0] is not record or c[1] is not doc]  # dead-lettered here, not again
+            self._block(store, key, state, f"revision {state.revision + 1} is {len(value)} bytes, over max_revision_bytes {limit}",
+                        "RevisionTooLarge", [(record, doc)], keep_records=True)
+            return
+        self.stats["revisions"] += 1
+        self.metrics.revisions.inc()
+        self.metrics.close_to_charge_seconds.observe(max(0.0, self.clock() - state.last_record_ms / 1000))
+        headers = [("encounter-id", key.encode()), ("revision", str(state.revision).encode())]
+        self.outbox.send(self.settings.topics.charges, key=key.encode(), value=value, headers=headers)
+
+    # --- the checkpoint's part ----------------------------------------------------------
+
+    def changelog(self) -> list[tuple[int, Row, list[tuple[str, bytes]]]]:
+        """The states changed since the last checkpoint, as changelog records (partition, row,
+        headers); a state too large to write blocks its encounter instead."""
+        out: list[tuple[int, Row, list[tuple[str, bytes]]]] = []
+        limit = self.settings.max_state_bytes
+        for partition, store in self.stores.items():
+            for key, state in store.take_dirty().items():
+                if state is None:
+                    out.append((partition, Row(key, None), []))
+                    continue
+                value = state.to_bytes()
+                if len(value) > limit:
+                    state = self._block(store, key, state, f"state of {len(value)} bytes (compressed), over max_state_bytes {limit}",
+                                        "StateTooLarge", self._changed_by.get((partition, key), []), keep_records=False)
+                    value = state.to_bytes()
+                    if len(value) > limit:  # even the last written state with today's lines: keep the lines
+                        state = state.model_copy(update={"records": {}})
+                        value = state.to_bytes()
+                out.append((partition, Row(key, value, state.standing, state.last_record_ms), changelog_headers(state)))
+        self._changed_by.clear()
+        return out
+
+    def _block(self, store: PartitionStore, key: str, state: EncounterState, reason: str, error_type: str,
+               triggers: list[tuple[Any, dict[str, Any] | None]], keep_records: bool) -> EncounterState:
+        """Block the encounter; dead-letter the records that made it unwritable."""
+        first = state.blocked is None
+        blocked = state.model_copy(update={"blocked": reason}) if keep_records else state.blocked_copy(reason, store.last_written(key))
+        if keep_records:
+            store.put(key, blocked)  # written at the next checkpoint
+        else:
+            store.keep(key, blocked)  # being written now, in place of the state that does not fit
+        if first:
+            self.stats["blocked"] += 1
+            self.metrics.encounters_blocked_total.inc()
+            log.error("encounter %s blocked: %s", safe_id(key), error_type,
+                      extra={"encounter": safe_id(key), "error_type": error_type, "partition": store.partition})
+        for record, doc in triggers:
+            self.dead_letters.send(record, error_type, f"encounter {key}: {reason}; the encounter is blocked "
+                                   "(later records for it are dead-lettered as EncounterBlocked)",
+                                   value=None if doc is None else event_json(doc))
+        return blocked
+
+    def clear(self) -> None:
+        self._changed_by.clear()
