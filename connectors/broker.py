@@ -8,6 +8,7 @@ timeouts), and ``read_committed`` does not hide aborted transactions.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -34,32 +35,68 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class EmbeddedBroker:
+    """A running tansu process on 127.0.0.1:``port``: paused, resumed or restarted (empty) by
+    tests of what the worker does when the broker misbehaves."""
+
+    def __init__(self, port: int | None = None, ready_timeout_s: float = 20.0):
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.ready_timeout_s = ready_timeout_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> EmbeddedBroker:
+        address = f"tcp://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [str(broker_binary()), "broker", "--listener-url", address, "--advertised-listener-url", address],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self.ready_timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"embedded broker exited with status {self.proc.returncode} before listening")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise BrokerError(f"embedded broker not listening on port {self.port} after {self.ready_timeout_s:.0f} s") from None
+                time.sleep(0.05)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open, nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Stopped and started again on the same port: in-memory, so every topic, record and
+        committed offset is gone -- a broker that lost its data."""
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
 @contextmanager
 def embedded_broker(port: int | None = None, ready_timeout_s: float = 20.0) -> Iterator[str]:
     """Start tansu on 127.0.0.1, yield its bootstrap address, stop it on exit."""
-    port = port or free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(broker_binary()), "broker", "--listener-url", address, "--advertised-listener-url", address],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    broker = EmbeddedBroker(port, ready_timeout_s).start()
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise BrokerError(f"embedded broker exited with status {proc.returncode} before listening")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BrokerError(f"embedded broker not listening on port {port} after {ready_timeout_s:.0f} s") from None
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
+        yield broker.bootstrap
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        broker.stop()

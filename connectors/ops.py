@@ -138,9 +138,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+def configure_logging(level: int = logging.INFO, kafka_level: int = logging.WARNING) -> None:
+    """JSON lines on stderr; kafka-python's own INFO lines (most of a start-up's) left out."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("kafka").setLevel(kafka_level)

@@ -68,20 +68,14 @@ class Assignments(AsyncConsumerRebalanceListener):
             self._new -= partitions
             self.owned -= partitions
 
-    def take_new(self) -> set[TopicPartition]:
-        """The partitions assigned since the last call (the loop positions them)."""
-        with self._lock:
-            new, self._new = self._new, set()
-        return new & self.owned
-
-    def requeue(self, partitions: set[TopicPartition]) -> None:
-        """Positioning failed: try again on the next turn."""
-        with self._lock:
-            self._new |= partitions & self.owned
-
     def pending(self) -> set[TopicPartition]:
+        """Assigned, not yet positioned by the loop."""
         with self._lock:
-            return set(self._new)
+            return self._new & self.owned
+
+    def positioned(self, partitions: set[TopicPartition]) -> None:
+        with self._lock:
+            self._new -= partitions
 
     @property
     def settled(self) -> bool:

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     # record may take to be acknowledged before the worker repeats its work since the last
     # commit (a broker pause longer than this is ridden out by repeating, not by crashing).
     request_timeout_ms: int = Field(default=10_000, ge=1000)
+    # At start: how long to keep trying to reach bootstrap_servers (and log in) before exiting 2.
+    bootstrap_timeout_ms: int = Field(default=30_000, ge=1000)
     delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     # Results, changelog and offsets are checkpointed at most this often (and when idle).
     commit_interval_ms: int = Field(default=250, ge=10)
@@ -183,7 +185,7 @@ class Settings(BaseSettings):
 
     def kafka_config(self) -> dict[str, Any]:
         return {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.client_id,
-                **self.security.kafka_config()}
+                "bootstrap_timeout_ms": self.bootstrap_timeout_ms, **self.security.kafka_config()}
 
 
 def site_profile(settings: Settings, profile: Profile) -> Profile:

@@ -208,16 +208,12 @@ class Worker:
     def _position_new(self) -> None:
         """Newly assigned partitions (paused by the callback): at their committed offsets, after
         checking the broker still holds them; events partitions then recover their state."""
-        new = self.assignments.take_new()
+        new = self.assignments.pending()  # until positioned: on an error, tried again next turn
         if not new:
             return
-        try:
-            tps = sorted(new)
-            committed = {tp: self.consumer.committed(tp) for tp in tps}
-            begin, end = self.consumer.beginning_offsets(tps), self.log_ends(tps)
-        except Exception:
-            self.assignments.requeue(new)
-            raise
+        tps = sorted(new)
+        committed = {tp: self.consumer.committed(tp) for tp in tps}
+        begin, end = self.consumer.beginning_offsets(tps), self.log_ends(tps)
         for tp in tps:
             offset = committed[tp]
             if offset is not None and offset > end[tp]:
@@ -234,6 +230,7 @@ class Worker:
         self.recovery.start([tp.partition for tp in tps if tp.topic == events])
         self.metrics.recovering.set(len(self.recovery.pending))
         self.consumer.resume(*[tp for tp in tps if tp.topic != events])
+        self.assignments.positioned(new)
 
     def _out_of_range(self, positions: dict[Any, int]) -> None:
         """A fetch found its position outside the log: past the end is lost data; before the

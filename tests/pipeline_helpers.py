@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -205,3 +209,92 @@ def charge_backlog(bootstrap: str, settings: Settings, encounters: int = 20, see
         worker.close()
         raise
     return worker, messages, events
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """``infusion-charges run`` in a process of its own, as a pod runs it: its own state
+    directory (volume) unless given one, a free port for its metrics listener, stderr in a
+    log file."""
+
+    def __init__(self, settings: Settings, tmp_path: Path, name: str, state_dir: Path | None = None, **over: Any):
+        from connectors.broker import free_port
+
+        self.name, self.port = name, free_port()
+        self.log = tmp_path / f"{name}.log"
+        config = write_config(settings, tmp_path / f"{name}.yaml", metrics_port=self.port,
+                              state_dir=str(state_dir or tmp_path / f"{name}-state"), **over)
+        self.cmd = [sys.executable, "-m", "connectors.cli", "run", "--config", str(config)]
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
+
+    def _status(self, path: str) -> int | None:
+        from urllib.error import HTTPError, URLError
+        from urllib.request import urlopen
+
+        try:
+            with urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return int(r.status)
+        except HTTPError as e:
+            return int(e.code)
+        except (URLError, OSError):
+            return None
+
+    def ready(self) -> bool:
+        return self._status("/readyz") == 200
+
+    def alive(self) -> bool:
+        return self._status("/healthz") == 200
+
+    def wait_ready(self, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"{self.name} exited {self.proc.returncode}:\n{self.tail()}"
+            if self.ready():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready after {timeout_s} s:\n{self.tail()}")
+
+    def terminate(self, timeout_s: float = 60) -> tuple[int, float]:
+        """SIGTERM; (exit status, seconds it took)."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout_s)
+        return code, time.monotonic() - start
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def tail(self, chars: int = 3000) -> str:
+        text = self.log.read_text()
+        return "\n".join(line for line in text.splitlines() if '"logger": "kafka' not in line)[-chars:]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The JSON log lines of the worker's own logger."""
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                out.append({"level": "RAW", "message": line})
+                continue
+            if doc.get("logger", "").startswith("infusion_charges"):
+                out.append(doc)
+        return out
+
+
+def produce_paced(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]], seconds: float) -> subprocess.Popen[bytes]:
+    """Produce ``messages`` evenly over ``seconds`` from another process: live traffic."""
+    import pickle
+
+    f = tempfile.NamedTemporaryFile(suffix=".pickle", delete=False)
+    pickle.dump(messages, f)
+    f.close()
+    code = ("import pickle, sys, time\nfrom kafka import KafkaProducer\nmsgs = pickle.load(open(sys.argv[2], 'rb'))\n"
+            "p = KafkaProducer(bootstrap_servers=sys.argv[1])\ngap = float(sys.argv[3]) / max(1, len(msgs))\n"
+            "for t, k, v in msgs:\n    p.send(t, key=k, value=v)\n    time.sleep(gap)\np.flush()\np.close()\n")
+    return subprocess.Popen([sys.executable, "-c", code, bootstrap, f.name, str(seconds)], cwd=ROOT)

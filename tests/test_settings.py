@@ -66,7 +66,8 @@ def test_incomplete_security_is_rejected(kwargs):
 
 def test_kafka_config_splits_bootstrap_servers():
     s = Settings(bootstrap_servers="a:1,b:2")
-    assert s.kafka_config() == {"bootstrap_servers": ["a:1", "b:2"], "client_id": "infusion-charges-worker", "security_protocol": "PLAINTEXT"}
+    assert s.kafka_config() == {"bootstrap_servers": ["a:1", "b:2"], "client_id": "infusion-charges-worker", "security_protocol": "PLAINTEXT",
+                                "bootstrap_timeout_ms": 30_000}
 
 
 def test_the_site_has_one_time_zone_for_hl7_times_and_dates_of_service(tmp_path):

@@ -1,0 +1,149 @@
+"""The local state store and the rules around it: memory bounded by open work, the checkpointed
+changelog offset, restore rows, blocked encounters, topic checks and what each error means."""
+
+from __future__ import annotations
+
+import pytest
+from kafka.errors import CommitFailedError, KafkaTimeoutError, NotCoordinatorError, TopicAuthorizationFailedError
+
+from connectors.errors import DataLoss, DeliveryFailed, DeliveryPending, Interrupted, TopicMismatch, classify
+from connectors.recovery import changelog_headers, row_from_record
+from connectors.settings import Settings
+from connectors.state import EncounterState
+from connectors.store import PartitionStore, Row
+from connectors.topics import TopicInfo, verify
+from tests.test_state import FORMULARY, PROFILE, MIN, chemo, encounter
+
+
+def _closed() -> EncounterState:
+    s = EncounterState(encounter_id="e-1")
+    s.apply(chemo(), 1 * MIN)
+    s.apply(encounter("finished"), 2 * MIN)
+    s.code(FORMULARY, PROFILE)
+    return s
+
+
+def _open(key: str = "e-2") -> EncounterState:
+    s = EncounterState(encounter_id=key)
+    s.apply(chemo(id=f"ma-{key}"), 1 * MIN)
+    return s
+
+
+def _row(key: str, s: EncounterState) -> Row:
+    return Row(key, s.to_bytes(), s.standing, s.last_record_ms)
+
+
+def test_closed_encounters_leave_memory_once_written_and_read_back_equal(tmp_path):
+    store = PartitionStore(tmp_path / "0.sqlite3", 0)
+    closed, open_ = _closed(), _open()
+    store.put("e-1", closed)
+    store.put("e-2", open_)
+    dirty = store.take_dirty()
+    assert set(dirty) == {"e-1", "e-2"}
+    store.save([_row(k, s) for k, s in dirty.items()], next_offset=2)
+    assert [k for k, _ in store.in_memory()] == ["e-2"]  # open work only
+    assert store.get("e-1") == closed  # from disk
+    assert store.counts() == {"closed": 1, "open": 1}
+    store.close()
+
+    again = PartitionStore(tmp_path / "0.sqlite3", 0)  # a restart with its volume
+    assert again.changelog_offset == 2
+    assert again.load_open() == 1 and [k for k, _ in again.in_memory()] == ["e-2"]
+    assert again.get("e-2") == open_ and again.get("e-1") == closed
+
+
+def test_a_changed_state_stays_in_memory_until_written(tmp_path):
+    store = PartitionStore(tmp_path / "0.sqlite3", 0)
+    store.put("e-1", _closed())
+    store.evict()
+    assert [k for k, _ in store.in_memory()] == ["e-1"]  # dirty: not written yet
+
+
+def test_restored_rows_and_tombstones_and_the_offset_commit_together(tmp_path):
+    store = PartitionStore(tmp_path / "0.sqlite3", 0)
+    closed = _closed()
+    value = closed.to_bytes()
+    old = row_from_record("e-1", value, None)  # a record written before the headers: parsed
+    new = row_from_record("e-1", value, changelog_headers(closed))
+    assert old == new == Row("e-1", value, "closed", closed.last_record_ms)
+    store.restore([new, row_from_record("e-9", _open("e-9").to_bytes(), None)], next_offset=10)
+    store.restore([row_from_record("e-9", None, None)], next_offset=11)
+    assert store.changelog_offset == 11 and store.counts() == {"closed": 1}
+    store.restore([], next_offset=5)
+    assert store.changelog_offset == 11  # never moves back
+
+
+def test_the_retention_scan_finds_states_by_standing_and_age(tmp_path):
+    store = PartitionStore(tmp_path / "0.sqlite3", 0)
+    closed, open_ = _closed(), _open()
+    store.save([_row("e-1", closed), _row("e-2", open_)], 2)
+    assert store.stale(closed.last_record_ms + 1, ("closed", "discarded", "blocked")) == ["e-1"]
+    assert store.stale(closed.last_record_ms, ("closed",)) == []
+    assert store.stale(10**15, ("retired",)) == []
+
+
+def test_a_blocked_encounter_keeps_its_last_written_state_and_its_latest_revision():
+    written = _closed()
+    grown = written.model_copy(deep=True)
+    grown.apply(chemo(id="ma-2"), 3 * MIN)
+    grown.code(FORMULARY, PROFILE)
+    assert grown.revision == written.revision + 1
+    blocked = grown.blocked_copy("too large", written)
+    assert blocked.blocked == "too large" and blocked.standing == "blocked"
+    assert blocked.records == written.records  # the records known to be written
+    assert (blocked.revision, blocked.published) == (grown.revision, grown.published)  # no revision number twice
+    assert blocked.apply(chemo(id="ma-3"), 4 * MIN) == "blocked" and not blocked.due()
+    assert blocked.expired(4 * MIN + 2, 1) and not blocked.idle_close_due(10**12, 1)
+
+
+def _info(partitions=3, **configs):
+    return TopicInfo(partitions, None, {k.replace("_", "."): str(v) for k, v in configs.items()})
+
+
+def _topics(settings, **over):
+    t = settings.topics
+    info = {name: _info() for name in (t.events, t.state, t.charges, t.dead_letter, *t.inputs())}
+    info.update(over)
+    return info
+
+
+def test_topics_agreeing_with_the_settings_pass_and_a_broker_reporting_no_configs_is_checked_on_counts():
+    settings = Settings(partitions=3)
+    verify(settings, _topics(settings))
+    t = settings.topics
+    verify(settings, _topics(settings, **{t.state: _info(cleanup_policy="compact", max_message_bytes=5_000_000),
+                                          t.events: _info(cleanup_policy="delete", retention_ms=604_800_000)}))
+
+
+@pytest.mark.parametrize("topic, info, words", [
+    ("events", _info(6), ["6 partitions", "partitions is 3"]),
+    ("state", _info(2), ["2 partitions"]),
+    ("state", _info(cleanup_policy="delete"), ["must be compacted"]),
+    ("events", _info(cleanup_policy="compact"), ["compaction would delete events"]),
+    ("events", _info(cleanup_policy="delete", retention_ms=3_600_000), ["retention.ms 3600000"]),
+    ("state", _info(cleanup_policy="compact", max_message_bytes=1_000_000), ["max_state_bytes 4000000"]),
+    ("charges", _info(max_message_bytes=900_000), ["max_revision_bytes"]),
+])
+def test_a_topic_contradicting_the_settings_is_named_with_the_setting(topic, info, words):
+    settings = Settings(partitions=3)
+    name = getattr(settings.topics, topic)
+    with pytest.raises(TopicMismatch) as e:
+        verify(settings, _topics(settings, **{name: info}))
+    assert name in str(e.value) and all(w in str(e.value) for w in words)
+
+
+@pytest.mark.parametrize("error, action", [
+    (DeliveryPending("in flight"), "retry"),
+    (KafkaTimeoutError(), "retry"),
+    (NotCoordinatorError(), "retry"),
+    (DeliveryFailed(1, KafkaTimeoutError()), "rewind"),
+    (CommitFailedError(), "rewind"),
+    (Interrupted(KafkaTimeoutError()), "rewind"),
+    (DeliveryFailed(1, TopicAuthorizationFailedError()), "fatal"),
+    (TopicAuthorizationFailedError(), "fatal"),
+    (Interrupted(DataLoss("x")), "fatal"),
+    (TopicMismatch("x"), "fatal"),
+    (ZeroDivisionError(), "fatal"),
+])
+def test_what_the_worker_does_about_each_error(error, action):
+    assert classify(error) == action
