@@ -102,6 +102,18 @@ class EncounterState(BaseModel):
             self._view = (info, events)
         return self._view
 
+    def release_parsed(self) -> bool:
+        """Let go of the parsed administrations (kept for coding; ~60 % of an open encounter's
+        memory) while the encounter is quiet: they are parsed again from the stored JSON if it
+        is coded.  The encounter record stays parsed (the lifecycle asks for it).  True if
+        anything was released."""
+        key = f"encounter:{self.encounter_id}"
+        if self._view is None and all(k == key for k in self._parsed):
+            return False
+        self._parsed = {k: v for k, v in self._parsed.items() if k == key}
+        self._view = None
+        return True
+
     def encounter(self) -> EncounterInfo:
         return self._views()[0]
 

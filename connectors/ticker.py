@@ -6,6 +6,7 @@
 * A closed, discarded or blocked encounter silent for ``retention_days`` is retired to a small
   marker (late records are refused, not re-billed from scratch); a marker is forgotten after
   ``retired_memory_days``.
+* An open encounter quiet for ``QUIET_MS`` lets go of its parsed records (kept for coding).
 * Gauges: encounters held, open and blocked; consumer lag per topic.
 """
 
@@ -23,6 +24,9 @@ from connectors.settings import Settings
 from connectors.store import StateStores
 
 MINUTE_MS, DAY_MS = 60_000, 86_400_000
+# An open encounter silent this long lets go of its parsed records (memory: see the chart's
+# sizing guide); they are parsed again if it is coded.
+QUIET_MS = 10 * MINUTE_MS
 
 
 class Ticker:
@@ -39,6 +43,8 @@ class Ticker:
             if partition not in recovered:
                 continue
             for key, state in store.in_memory():
+                if now_ms - state.last_record_ms > QUIET_MS:
+                    state.release_parsed()
                 if state.idle_close_due(now_ms, idle_ms) and self._close_requested.get((partition, key)) != state.last_record_ms:
                     self._close_requested[(partition, key)] = state.last_record_ms
                     self.outbox.send(s.topics.events, key=key.encode(), partition=partition,

@@ -27,7 +27,14 @@ COMBINATIONS = {
     "keda": {"keda": {"enabled": True, "authenticationRef": "kafka-auth"}},
     "metrics-off": {"metrics": {"enabled": False}},
     "servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True}}},
+    "persistent": {"state": {"persistence": {"enabled": True, "storageClass": "fast-ssd"}}, "autoscaling": {"enabled": True}},
 }
+
+
+def workload(docs: dict[str, list[dict]]) -> dict:
+    """The worker's Deployment, or its StatefulSet when the state store is persistent."""
+    (found,) = docs.get("Deployment", []) + docs.get("StatefulSet", [])
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +72,7 @@ def test_every_manifest_is_valid_kubernetes(chart, values):
 @pytest.mark.parametrize("values", COMBINATIONS.values(), ids=COMBINATIONS.keys())
 def test_hardening(chart, values):
     docs = render(chart, values)
-    (deploy,) = docs["Deployment"]
+    deploy = workload(docs)
     pod = deploy["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -92,12 +99,12 @@ def test_hardening(chart, values):
 
 def test_credentials_come_from_existing_secrets_never_from_values(chart):
     docs = render(chart, SASL)
-    (container,) = docs["Deployment"][0]["spec"]["template"]["spec"]["containers"]
+    (container,) = workload(docs)["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     password = env["INFUSION_CHARGES_SECURITY__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert password == {"name": "kafka-cred", "key": "password"}
     assert "value" not in env["INFUSION_CHARGES_SECURITY__SASL_PASSWORD"]
-    volumes = {v["name"]: v for v in docs["Deployment"][0]["spec"]["template"]["spec"]["volumes"]}
+    volumes = {v["name"]: v for v in workload(docs)["spec"]["template"]["spec"]["volumes"]}
     assert volumes["kafka-tls"]["secret"]["secretName"] == "kafka-ca"
     assert "password" not in docs["ConfigMap"][0]["data"]["worker.yaml"]
 
@@ -117,12 +124,41 @@ def test_rendered_config_is_accepted_by_the_worker(chart, tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     "values",
     [{"worker": {"delivery": "maybe"}}, {"replicaCount": 0}, {"unknownKey": 1}, {"kafka": {"sasl": {"enabled": True}}},
-     {"kafka": {"tls": {"enabled": True}}}],
-    ids=["bad-delivery", "zero-replicas", "unknown-key", "sasl-without-secret", "tls-without-secret"],
+     {"kafka": {"tls": {"enabled": True}}}, {"terminationGracePeriodSeconds": 30, "worker": {"shutdownTimeoutS": 30}},
+     {"state": {"mountPath": "relative"}}],
+    ids=["bad-delivery", "zero-replicas", "unknown-key", "sasl-without-secret", "tls-without-secret", "grace-not-above-shutdown",
+         "relative-state-path"],
 )
 def test_bad_values_are_refused(chart, values):
     with pytest.raises(HelmError):
         chart.render(values, name="ic", namespace="billing")
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_the_state_store_has_a_volume_where_the_worker_keeps_it(chart, tmp_path, persistent):
+    docs = render(chart, {"state": {"persistence": {"enabled": persistent, "size": "20Gi"}}})
+    pod = workload(docs)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "state")
+    (tmp_path / "worker.yaml").write_text(docs["ConfigMap"][0]["data"]["worker.yaml"])
+    settings = Settings.load(tmp_path / "worker.yaml")
+    assert str(settings.state_dir) == mount["mountPath"] and not mount.get("readOnly")
+    assert settings.shutdown_timeout_s < pod["terminationGracePeriodSeconds"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    if persistent:
+        assert workload(docs)["kind"] == "StatefulSet" and "state" not in volumes
+        (claim,) = workload(docs)["spec"]["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == "state" and claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    else:
+        assert workload(docs)["kind"] == "Deployment" and volumes["state"]["emptyDir"]["sizeLimit"]
+
+
+def test_autoscalers_target_the_workload_kind_rendered(chart):
+    for persistent in (False, True):
+        for scaler, values in (("HorizontalPodAutoscaler", {"autoscaling": {"enabled": True}}),
+                               ("ScaledObject", {"keda": {"enabled": True}})):
+            docs = render(chart, {**values, "state": {"persistence": {"enabled": persistent}}})
+            assert docs[scaler][0]["spec"]["scaleTargetRef"]["kind"] == workload(docs)["kind"]
 
 
 def test_dockerfile_final_stage_is_slim_unprivileged_and_without_build_tools():

@@ -147,3 +147,15 @@ def test_a_topic_contradicting_the_settings_is_named_with_the_setting(topic, inf
 ])
 def test_what_the_worker_does_about_each_error(error, action):
     assert classify(error) == action
+
+
+def test_a_quiet_encounter_lets_go_of_its_parsed_records_and_codes_the_same():
+    a, b = _open("e-1"), _open("e-1")
+    for s in (a, b):
+        s.apply(chemo(id="ma-9", end="2026-03-02T11:45:00-05:00"), 2 * MIN)
+        s.administrations()
+    assert b.release_parsed() and not b.release_parsed()  # once; nothing more to let go
+    assert all(not k.startswith("administration:") for k in b._parsed)
+    for s in (a, b):
+        s.apply(encounter("finished"), 3 * MIN)
+    assert a.code(FORMULARY, PROFILE) == b.code(FORMULARY, PROFILE)
