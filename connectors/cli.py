@@ -203,6 +203,26 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def run_repartition(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``infusion-charges repartition``: the internal topics moved to a new partition count
+    (see connectors/repartition.py and docs/operations.md)."""
+    from connectors.errors import WorkerFailed
+    from connectors.repartition import repartition
+    from connectors.settings import Settings
+
+    try:
+        settings = Settings.load(args.config, bootstrap_servers=args.bootstrap_servers)
+        moved = repartition(settings, args.partitions, args.events_topic, args.state_topic, args.assume_stopped)
+    except (FileNotFoundError, ValueError, WorkerFailed) as e:
+        print(f"infusion-charges: error: {e}", file=err)
+        return EXIT_FAILED
+    print(f"infusion-charges: copied {moved.state_records} changelog records into {args.state_topic} and "
+          f"{moved.events_records} unapplied events into {args.events_topic} ({args.partitions} partitions each). "
+          f"Now set partitions: {args.partitions}, topics.events: {args.events_topic}, topics.state: {args.state_topic} "
+          "and start the workers.", file=out)
+    return EXIT_OK
+
+
 def run_bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from connectors.bench import main as bench_main
 
@@ -224,6 +244,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="worker settings (YAML); INFUSION_CHARGES_* variables override it")
     run.add_argument("--group-id", help="consumer group (default infusion-charges)")
     run.set_defaults(handler=run_worker)
+    rep = sub.add_parser("repartition", help="move the internal topics to a new partition count (workers stopped)")
+    rep.add_argument("--config", metavar="FILE", required=True, help="the workers' settings (YAML)")
+    rep.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers (comma-separated)")
+    rep.add_argument("--partitions", type=int, required=True, help="partition count of the new events and state topics")
+    rep.add_argument("--events-topic", required=True, help="name of the new events topic (must not exist)")
+    rep.add_argument("--state-topic", required=True, help="name of the new state topic (must not exist)")
+    rep.add_argument("--assume-stopped", action="store_true",
+                     help="go on when the broker cannot say whether the group has members (you stopped every worker)")
+    rep.set_defaults(handler=run_repartition)
     bench = sub.add_parser("bench", help="pipeline benchmark on the embedded broker (see connectors/bench.py)")
     bench.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
     bench.add_argument("--seed", type=int, default=7)

@@ -287,3 +287,50 @@ def test_the_worker_is_not_ready_until_its_state_is_recovered(kafka_bootstrap, m
         _wait(lambda: worker.worker.ready, 30)
     finally:
         worker.close()
+
+
+def test_repartition_moves_the_internal_topics_to_a_new_count_and_encounters_continue(kafka_bootstrap, tmp_path):
+    """Growing partitions is a migration: with the workers stopped, the changelog and the
+    events not yet applied are copied into new topics with the new count; a worker on the new
+    topics continues every encounter (a closed one takes a late administration as its next
+    revision, an open one closes with the administrations it had)."""
+    from connectors.cli import main
+    from connectors.intake import RECORDS
+    from mapping.fhir_in import map_resource
+    from tests.pipeline_helpers import Running, write_config
+    from tests.test_fhir_in import r4
+
+    settings = settings_for(kafka_bootstrap, partitions=2)
+    truth = offline_truth()
+    first = Running(settings)
+    try:
+        produce(kafka_bootstrap, sample_messages(settings))
+        latest = latest_revisions(kafka_bootstrap, settings.topics.charges, charged_as(truth))
+    finally:
+        first.close()
+    # an open encounter's administration left in the events topic, not applied before the stop
+    pending = map_resource(r4(id="ma-open-1", context={"reference": "Encounter/enc-open"}))
+    produce(kafka_bootstrap, [(settings.topics.events, b"enc-open", json.dumps({RECORDS: [pending.to_json()]}).encode())])
+
+    config = write_config(settings, tmp_path / "worker.yaml")
+    new_events, new_state = settings.topics.events + ".p5", settings.topics.state + ".p5"
+    argv = ["repartition", "--config", str(config), "--partitions", "5", "--events-topic", new_events, "--state-topic", new_state]
+    assert main([*argv, "--assume-stopped"]) == 0
+    assert main([*argv, "--assume-stopped"]) == 2  # the new topics exist now: never written into twice
+
+    moved = settings.model_copy(update={"partitions": 5, "topics": settings.topics.model_copy(update={"events": new_events,
+                                                                                                      "state": new_state})})
+    worker = Running(moved)
+    try:
+        _wait(lambda: worker.worker.ready)
+        t = settings.topics
+        late = r4(id="ma-5001-late-3", context={"reference": "Encounter/enc-onc-5001"}, subject={"reference": "Patient/pat-1001"})
+        close = {"resourceType": "Encounter", "id": "enc-open", "status": "finished", "class": {"code": "AMB"}}
+        produce(kafka_bootstrap, [(t.fhir_administrations, b"ma-5001-late-3", json.dumps(late).encode()),
+                                  (t.fhir_encounters, b"enc-open", json.dumps(close).encode())])
+        rev = int(latest["enc-onc-5001"]["meta"]["versionId"])
+        after = latest_revisions(kafka_bootstrap, t.charges, lambda lt: "enc-open" in lt and int(lt["enc-onc-5001"]["meta"]["versionId"]) > rev, 60)
+        assert int(after["enc-onc-5001"]["meta"]["versionId"]) == rev + 1
+        assert {e["resource"]["code"]["coding"][0]["code"] for e in after["enc-open"]["entry"]} >= {"96413"}
+    finally:
+        worker.close()
