@@ -1,0 +1,166 @@
+"""The worker's rooms on their own, with fakes for Kafka: the close hold's watermark, the
+input side, the events side, and the order of the checkpoint's steps."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from kafka import TopicPartition
+
+from coding_core.profile import Profile
+from connectors.checkpoint import Checkpoint
+from connectors.dead_letters import DeadLetters
+from connectors.errors import DeliveryPending
+from connectors.hold import CloseHold
+from connectors.intake import RECORDS, Intake
+from connectors.ops import Metrics
+from connectors.processor import EncounterProcessor
+from connectors.settings import Settings
+from connectors.store import StateStores
+from mapping.fhir_in import map_resource
+from mapping.reference_data import load_formulary
+from tests.test_fhir_in import r4
+
+TZ = ZoneInfo("America/New_York")
+
+
+class FakeOutbox:
+    transactional = False
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.log: list[str] = []
+        self.pending: list[bool] = []  # settle() raises DeliveryPending while the next of these is True
+
+    def send(self, topic: str, **kwargs: Any) -> Any:
+        self.sent.append((topic, kwargs))
+        self.log.append(f"send {topic}")
+        return SimpleNamespace(value=SimpleNamespace(offset=len(self.sent)))
+
+    def settle(self, timeout_s: float) -> None:
+        self.log.append("settle")
+        if self.pending and self.pending.pop(0):
+            raise DeliveryPending("in flight")
+
+
+class FakeConsumer:
+    def __init__(self, ends: dict[TopicPartition, int] | None = None, positions: dict[TopicPartition, int] | None = None):
+        self.ends, self.positions, self.commits = ends or {}, positions or {}, []
+        self.log: list[str] = []
+
+    def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.ends.get(tp, 0) for tp in tps}
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.positions.get(tp, 0)
+
+    def commit(self, offsets: dict, timeout_ms: int = 0) -> None:
+        self.commits.append({tp: m.offset for tp, m in offsets.items()})
+        self.log.append("commit")
+
+
+def record(topic: str, value: bytes, partition: int = 0, offset: int = 0, timestamp: int = 1_000, key: bytes | None = None):
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset, timestamp=timestamp, key=key, value=value, headers=[])
+
+
+def _rooms(tmp_path, **over):
+    settings = Settings(state_dir=tmp_path, metrics_port=None, **over)
+    stats = {k: 0 for k in ("input", "events", "dead_letters", "revisions", "coding_failures", "revisions_too_large", "blocked")}
+    outbox, metrics = FakeOutbox(), Metrics()
+    dead = DeadLetters(settings.topics.dead_letter, settings.max_dead_letter_bytes, outbox, metrics, stats)
+    hold = CloseHold(settings.hold_grace_ms, lambda: 100.0, metrics)
+    intake = Intake(settings, TZ, outbox, dead, hold, stats)
+    stores = StateStores(tmp_path, settings.topics.state)
+    processor = EncounterProcessor(settings, load_formulary(), Profile(), stores, outbox, dead, metrics, stats, lambda: 100.0)
+    return SimpleNamespace(settings=settings, stats=stats, outbox=outbox, hold=hold, intake=intake, stores=stores, processor=processor)
+
+
+def test_the_hold_releases_an_update_once_every_input_partition_is_read_past_it():
+    metrics = Metrics()
+    a, b = TopicPartition("in.a", 0), TopicPartition("in.b", 0)
+    hold = CloseHold(0, lambda: 100.0, metrics)
+    close = map_resource({"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}})
+    hold.read(a, 5_000)
+    hold.hold(a, 7, 5_000, close)
+    consumer = FakeConsumer(ends={a: 10, b: 3}, positions={a: 10, b: 1})  # b not read to its end
+    assert hold.release(consumer, [a, b]) == [] and hold.floors() == {a: 7}
+    hold.read(b, 5_001)  # b's records are past the close's time now
+    hold._ends_next = float("-inf")
+    assert hold.release(consumer, [a, b]) == [close] and hold.floors() == {}
+
+
+def test_the_input_side_forwards_administrations_holds_closes_and_dead_letters_the_rest(tmp_path):
+    rooms = _rooms(tmp_path)
+    t = rooms.settings.topics
+    rooms.intake.handle(record(t.fhir_administrations, json.dumps(r4(id="ma-1")).encode(), offset=0))
+    rooms.intake.handle(record(t.fhir_encounters, json.dumps({"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}}).encode()))
+    rooms.intake.handle(record(t.fhir_administrations, b"{not json", offset=1))
+    assert len(rooms.hold) == 1  # the close waits
+    rooms.intake.flush()
+    topics = [topic for topic, _ in rooms.outbox.sent]
+    assert topics == [t.dead_letter, t.events]
+    events = json.loads(rooms.outbox.sent[1][1]["value"])
+    assert [d["id"] for d in events[RECORDS]] == ["ma-1"] and rooms.outbox.sent[1][1]["key"] == b"e-1"
+
+
+def _events(rooms, *docs, offset=0):
+    value = json.dumps({RECORDS: [m.to_json() for m in docs]}).encode()
+    rooms.processor.handle(record(rooms.settings.topics.events, value, offset=offset, key=b"e-1"))
+
+
+def test_the_events_side_codes_a_closed_encounter_and_publishes_one_revision(tmp_path):
+    rooms = _rooms(tmp_path)
+    admin = map_resource(r4(id="ma-1"))
+    close = map_resource({"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}})
+    _events(rooms, admin)
+    assert [t for t, _ in rooms.outbox.sent] == []  # open: nothing to publish
+    _events(rooms, close, offset=1)
+    (charges,) = [kw for t, kw in rooms.outbox.sent if t == rooms.settings.topics.charges]
+    assert dict(charges["headers"])["revision"] == b"1"
+    rows = rooms.processor.changelog()
+    assert [(p, row.key, row.standing) for p, row, _ in rows] == [(0, "e-1", "closed")]
+    _events(rooms, close, offset=2)  # delivered again: a duplicate, no new revision
+    assert len([t for t, _ in rooms.outbox.sent if t == rooms.settings.topics.charges]) == 1
+
+
+def test_a_state_too_large_to_write_blocks_its_encounter_and_dead_letters_what_made_it_so(tmp_path):
+    rooms = _rooms(tmp_path, max_state_bytes=4096)
+    admins = [map_resource(r4(id=f"ma-{i}")) for i in range(12)]
+    _events(rooms, *admins)
+    (_, row, headers), = rooms.processor.changelog()
+    assert row.standing == "blocked" and dict(headers)["standing"] == b"blocked"
+    lettered = [kw for t, kw in rooms.outbox.sent if t == rooms.settings.topics.dead_letter]
+    assert len(lettered) == 12 and {dict(kw["headers"])["error.type"] for kw in lettered} == {b"StateTooLarge"}
+    assert rooms.stats["blocked"] == 1
+    _events(rooms, map_resource(r4(id="ma-late")), offset=1)
+    assert dict(rooms.outbox.sent[-1][1]["headers"])["error.type"] == b"EncounterBlocked"
+
+
+def test_the_checkpoint_acknowledges_results_then_the_changelog_then_commits(tmp_path):
+    rooms = _rooms(tmp_path)
+    rooms.stores.open(0)
+    consumer = FakeConsumer()
+    checkpoint = Checkpoint(rooms.settings, consumer, rooms.outbox, rooms.intake, rooms.hold, rooms.processor, rooms.stores)
+    _events(rooms, map_resource(r4(id="ma-1")))
+    tp = TopicPartition(rooms.settings.topics.events, 0)
+    checkpoint.advance(tp, 1)
+    rooms.outbox.log.clear()
+    state = "send " + rooms.settings.topics.state
+    rooms.outbox.pending = [True]  # results still in flight
+    with pytest.raises(DeliveryPending):
+        checkpoint.commit(1.0)
+    assert consumer.commits == [] and rooms.outbox.log == ["settle"]  # no changelog written past unacknowledged results
+    rooms.outbox.pending = [False, True]  # results acknowledged, the changelog still in flight
+    with pytest.raises(DeliveryPending):
+        checkpoint.commit(1.0)
+    assert consumer.commits == [] and rooms.stores.get(0).changelog_offset == 0  # not in the local store either
+    assert rooms.outbox.log == ["settle", "settle", state, "settle"]
+    checkpoint.commit(1.0)
+    assert consumer.commits == [{tp: 1}] and rooms.stores.get(0).changelog_offset > 0
+    assert rooms.outbox.log[4:] == ["settle", "settle"]  # the changelog is not sent twice
+    checkpoint.commit(1.0)
+    assert consumer.commits == [{tp: 1}]  # unchanged offsets are not committed again
