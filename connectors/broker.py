@@ -3,7 +3,12 @@
 For ``make demo`` and the integration tests on machines without a Kafka cluster or a Docker
 engine.  In-memory storage: everything is gone when it stops.  Known differences from Kafka
 (measured): consumer-group joins complete only after the rebalance timeout (use short session
-timeouts), and ``read_committed`` does not hide aborted transactions.
+timeouts); a member leaving the group (LeaveGroup) while another member's join is in progress
+leaves the group unable to finish any later rebalance (the others loop on "SyncGroup failed
+due to coordinator rebalance", and new members cannot join either), so tests wait for a group
+to settle before a member leaves; ListOffsets answers a partition's last batch's base offset
++ 1 rather than its end (``connectors.clients.LogEnds``); ``read_committed`` does not hide
+aborted transactions.
 """
 
 from __future__ import annotations

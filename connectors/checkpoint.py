@@ -56,9 +56,15 @@ class Checkpoint:
             self._committed(offsets)
 
     async def commit_async(self, timeout_s: float) -> None:
+        """On kafka-python's IO thread.  Its public ``commit_async`` returns the coordinator
+        lookup's future when the coordinator is unknown (the commit's own result is dropped),
+        so the coroutine ``commit()`` runs on that thread is awaited instead: it finds the
+        coordinator, retries what is retriable and raises on failure, within the timeout.
+        (A private name: constraints.txt pins the kafka-python version it exists in, and the
+        rebalance tests run through it.)"""
         offsets = self._prepare(timeout_s)
         if offsets:
-            await self.consumer.commit_async(offsets)
+            await self.consumer._coordinator._commit_offsets_sync_async(offsets, timeout_ms=int(timeout_s * 1000))
             self._committed(offsets)
 
     def _prepare(self, timeout_s: float) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -66,6 +72,9 @@ class Checkpoint:
         self.intake.flush()
         if not self.outbox.transactional:
             self.outbox.settle(timeout_s)  # 1
+            # A changelog a previous attempt sent is acknowledged now: into the local store
+            # before anything new is taken, so a state blocked now starts from what was written.
+            self._save_local()
         for partition, row, headers in self.processor.changelog():  # 2
             future = self.outbox.send(self.settings.topics.state, key=row.key.encode(), value=row.value,
                                       partition=partition, headers=headers)

@@ -39,8 +39,9 @@ def make_consumer(settings: Settings) -> KafkaConsumer:
 
 
 def make_reader(settings: Settings) -> KafkaConsumer:
-    """A consumer outside the group, for reading the changelog back."""
-    return KafkaConsumer(**settings.kafka_config(), enable_auto_commit=False, group_id=None,
+    """A consumer outside the group, for reading the changelog back.  An offset before the
+    log's start reads from the start (never from the end: that would skip every state)."""
+    return KafkaConsumer(**settings.kafka_config(), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
                          isolation_level="read_committed" if settings.delivery == "exactly-once" else "read_uncommitted")
 
 
@@ -127,14 +128,23 @@ class Outbox:
             raise DeliveryFailed(len(failed), failed[0].exception)
         self._futures = [f for f in self._futures if not f.is_done]
 
-    def forget(self) -> None:
-        """After a rewind: what was in flight no longer counts (it is produced again)."""
-        self._futures = []
+    def forget(self, wait_s: float) -> None:
+        """Before a rewind or after partitions left: what is in flight is waited for (up to
+        ``wait_s``), so that it cannot land after the next owner's records, then no longer
+        counts (it is produced again)."""
         if self.in_transaction:
             try:
                 self.producer.abort_transaction()
+            except Exception:
+                pass
             finally:
                 self.in_transaction = False
+        elif self._futures:
+            try:
+                self.producer.flush(timeout=wait_s)
+            except KafkaTimeoutError:
+                pass  # still in flight: the caller logs it
+        self._futures = []
 
     def commit_transaction(self, offsets: dict[Any, Any], group_metadata: Any) -> None:
         """exactly-once: this batch's results, changelog records and offsets, atomically."""
@@ -149,7 +159,10 @@ class Outbox:
             self.producer.commit_transaction()  # raises unless every record of it was acknowledged
             self._futures = []
         except Exception as e:
-            self.producer.abort_transaction()  # the batch will be consumed again
+            try:
+                self.producer.abort_transaction()  # the batch will be consumed again
+            except Exception:
+                pass  # the commit's failure is the one to act on
             raise DeliveryFailed(1, e) from e
         finally:
             self.in_transaction = False

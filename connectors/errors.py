@@ -23,6 +23,7 @@ from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
     KafkaError,
+    NoOffsetForPartitionError,
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
@@ -81,6 +82,8 @@ def classify(error: BaseException) -> Action:
         return "rewind" if isinstance(cause, KafkaError) and cause.retriable else "fatal"
     if isinstance(error, GROUP_MOVED):
         return "rewind"
+    if isinstance(error, NoOffsetForPartitionError):
+        return "retry"  # partitions just assigned: the loop positions them on its next turn
     if isinstance(error, KafkaError):
         return "retry" if error.retriable else "fatal"
     return "fatal"

@@ -145,4 +145,4 @@ def configure_logging(level: int = logging.INFO, kafka_level: int = logging.WARN
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("kafka").setLevel(kafka_level)
+    logging.getLogger("kafka").setLevel(os.environ.get("INFUSION_CHARGES_KAFKA_LOG_LEVEL", kafka_level))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from coding_core.formulary import Formulary
@@ -144,11 +145,14 @@ class EncounterProcessor:
                     continue
                 value = state.to_bytes()
                 if len(value) > limit:
-                    state = self._block(store, key, state, f"state of {len(value)} bytes (compressed), over max_state_bytes {limit}",
-                                        "StateTooLarge", self._changed_by.get((partition, key), []), keep_records=False)
+                    reason = f"state of {len(value)} bytes (compressed), over max_state_bytes {limit}"
+                    triggers = self._changed_by.get((partition, key), [])
+                    state = self._block(store, key, state, reason, "StateTooLarge", triggers, keep_records=False)
                     value = state.to_bytes()
                     if len(value) > limit:  # even the last written state with today's lines: keep the lines
+                        self._strip_records(store, key, state, reason, triggers)
                         state = state.model_copy(update={"records": {}})
+                        store.keep(key, state)
                         value = state.to_bytes()
                 out.append((partition, Row(key, value, state.standing, state.last_record_ms), changelog_headers(state)))
         self._changed_by.clear()
@@ -173,6 +177,15 @@ class EncounterProcessor:
                                    "(later records for it are dead-lettered as EncounterBlocked)",
                                    value=None if doc is None else event_json(doc))
         return blocked
+
+    def _strip_records(self, store: PartitionStore, key: str, state: EncounterState, reason: str,
+                       triggers: list[tuple[Any, dict[str, Any] | None]]) -> None:
+        """The records a blocked state cannot keep, dead-lettered: nothing of it is dropped."""
+        where = triggers[0][0] if triggers else SimpleNamespace(topic=self.settings.topics.events, partition=store.partition,
+                                                                offset=-1, key=key.encode(), value=None)
+        for doc in state.records.values():
+            self.dead_letters.send(where, "StateTooLarge", f"encounter {key}: {reason}; a record it held, dropped from its "
+                                   "blocked state", value=event_json(doc))
 
     def clear(self) -> None:
         self._changed_by.clear()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from connectors.clients import Outbox
 from connectors.codec import event_json
@@ -34,7 +34,7 @@ class Ticker:
         self.settings, self.stores, self.outbox, self.metrics, self.clock = settings, stores, outbox, metrics, clock
         self._close_requested: dict[tuple[int, str], int] = {}  # idle-close events sent, by basis
 
-    def tick(self, consumer: KafkaConsumer, recovered: set[int]) -> None:
+    def tick(self, consumer: KafkaConsumer, recovered: set[int], positioned: list[TopicPartition]) -> None:
         now_ms = int(self.clock() * 1000)
         s = self.settings
         idle_ms, retention_ms, forget_ms = s.idle_close_minutes * MINUTE_MS, s.retention_days * DAY_MS, s.retired_memory_days * DAY_MS
@@ -63,11 +63,13 @@ class Ticker:
         self.metrics.encounters_held.set(sum(n for standing, n in counts.items() if standing != "retired"))
         self.metrics.encounters_open.set(counts.get("open", 0))
         self.metrics.encounters_blocked.set(counts.get("blocked", 0))
-        self._measure_lag(consumer)
+        self._measure_lag(consumer, positioned)
 
-    def _measure_lag(self, consumer: KafkaConsumer) -> None:
+    def _measure_lag(self, consumer: KafkaConsumer, positioned: list[TopicPartition]) -> None:
+        """Over the partitions the loop has positioned (asking another's position makes the
+        client look for every missing one, and fail on a partition just assigned)."""
         lag: dict[str, int] = {}
-        for tp in consumer.assignment():
+        for tp in positioned:
             high = consumer.highwater(tp)
             position = consumer.position(tp) if high is not None else None
             if high is not None and position is not None:

@@ -95,8 +95,9 @@ def verify(settings: Settings, info: dict[str, TopicInfo]) -> None:
             problems.append(f"topic {name} has {n} partitions but the setting partitions is {settings.partitions}: the events "
                             "and state topics must both have exactly that many (see growing partitions in docs/operations.md)")
     state, events = info[t.state].configs, info[t.events].configs
-    if state and "compact" not in state.get("cleanup.policy", ""):
-        problems.append(f"topic {t.state} has cleanup.policy '{state.get('cleanup.policy')}': the changelog must be compacted")
+    if state and (state.get("cleanup.policy", "").replace(" ", "") != "compact"):
+        problems.append(f"topic {t.state} has cleanup.policy '{state.get('cleanup.policy')}': the changelog must be compacted "
+                        "(and only compacted: deletion would lose the states of quiet encounters)")
     if events:
         if "compact" in events.get("cleanup.policy", ""):
             problems.append(f"topic {t.events} has cleanup.policy '{events['cleanup.policy']}': compaction would delete events")

@@ -93,6 +93,7 @@ class Worker:
         self.assignments = Assignments(self.consumer, self._revoked, self._lost, self._turned)
         self._turned_at = time.monotonic()
         self._closing = False
+        self._rewind_due = False  # set by an error; done at the start of the next turn
 
     # --- health ---------------------------------------------------------------------------
 
@@ -139,10 +140,12 @@ class Worker:
         while not stop.is_set():
             self._turned()
             try:
+                if self._rewind_due:
+                    self._rewind()
                 got = self._turn()
                 now = time.monotonic()
                 if now >= next_tick:
-                    self.ticker.tick(self.consumer, self._recovered())
+                    self.ticker.tick(self.consumer, self._recovered(), self._positioned())
                     next_tick = now + 1.0
                 # Checkpoints cost broker round trips (flush, flush, commit): batch them.  A crash
                 # replays at most one interval, with identical results.
@@ -159,7 +162,7 @@ class Worker:
                 log.warning("%s: %s", "repeating the work since the last commit" if action == "rewind" else "retrying",
                             describe(cause), extra={"error_type": type(cause).__name__, "action": action, "wait_s": wait})
                 if action == "rewind":
-                    self._rewind()
+                    self._rewind_due = True  # on the next turn, inside this same handling
                 stop.wait(wait)
                 wait = min(wait * 2, BACKOFF_S[1])
 
@@ -198,6 +201,9 @@ class Worker:
         self.intake.release(self.consumer, [tp for tp in self.assignments.owned if tp.topic in inputs and tp not in paused])
         self.intake.flush()
         return bool(batch)
+
+    def _positioned(self) -> list[TopicPartition]:
+        return sorted(self.assignments.owned - self.assignments.pending())
 
     def _recovered(self) -> set[int]:
         events = self.settings.topics.events
@@ -247,19 +253,25 @@ class Worker:
         log.error("%s[%d]: %d records expired before they were read (offsets %d to %d)", tp.topic, tp.partition,
                   begin - offset, offset, begin - 1, extra={"topic": tp.topic, "partition": tp.partition, "records": begin - offset})
 
+    def _revocation_budget_s(self) -> float:
+        """What a revocation may block kafka-python's IO loop for (it drives the heartbeats):
+        a fifth of the session timeout per wait (a checkpoint waits at most three times, and a
+        failed one once more for what is in flight)."""
+        return min(self.settings.request_timeout_ms, self.settings.session_timeout_ms / 5) / 1000
+
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         """On kafka-python's IO thread, the loop waiting in poll()."""
         try:
             if not self._closing:
-                await self.checkpoint.commit_async(self.settings.request_timeout_ms / 1000)
+                await self.checkpoint.commit_async(self._revocation_budget_s())
         except Exception as e:
             log.warning("checkpoint on revocation incomplete (%s): the next owner repeats the work since the last commit",
                         describe(e), extra={"error_type": type(e).__name__})
-            self._forget_all_uncommitted()
+            self._forget_all_uncommitted(self._revocation_budget_s())
         self._forget(revoked)
 
     def _lost(self, lost: set[TopicPartition]) -> None:
-        self._forget_all_uncommitted()
+        self._forget_all_uncommitted(self._revocation_budget_s())
         self._forget(lost)
 
     def _forget(self, partitions: Iterable[TopicPartition]) -> None:
@@ -272,18 +284,20 @@ class Worker:
         for p in gone:
             self.stores.close(p)
 
-    def _forget_all_uncommitted(self) -> None:
-        self.outbox.forget()
+    def _forget_all_uncommitted(self, wait_s: float) -> None:
+        """Nothing since the last commit counts any more; what is still in flight is waited for
+        first (up to ``wait_s``), so that it cannot land after the next owner's records."""
+        self.outbox.forget(wait_s)
         self.intake.clear()
         self.processor.clear()
         self.checkpoint.clear()
 
     def _rewind(self) -> None:
         """An in-process restart: every owned partition back to its committed offset, state
-        back from the local store and the changelog's tail."""
-        self.stats["rewinds"] += 1
-        self._forget_all_uncommitted()
-        owned = sorted(self.assignments.owned - self.assignments.pending())
+        back from the local store and the changelog's tail.  Idempotent: if it fails midway
+        (the broker away), the next turn does it again from the start."""
+        self._forget_all_uncommitted(self.settings.request_timeout_ms / 1000)
+        owned = self._positioned()
         self.hold.forget(owned)
         events = self.settings.topics.events
         for tp in owned:
@@ -302,6 +316,8 @@ class Worker:
             self.consumer.pause(*again)
             self.recovery.cancel([tp.partition for tp in again])
             self.recovery.start([tp.partition for tp in again])
+        self._rewind_due = False
+        self.stats["rewinds"] += 1
 
     # --- stopping -------------------------------------------------------------------------------
 
@@ -321,6 +337,9 @@ class Worker:
                     log.warning("last checkpoint incomplete (%s): the next owner repeats the work since the last commit",
                                 describe(e), extra={"error_type": type(e).__name__})
             self._closing = True
+            # What is still in flight lands (or is given up) before the group hands the
+            # partitions on, never after the next owner's records.
+            self.outbox.forget(left(0.3))
             self.consumer.close(timeout_ms=int(left(0.5) * 1000))
             self.producer.close(timeout=left())
         finally:

@@ -380,17 +380,28 @@ def _failing_charges(worker, settings, error, times):
 def test_a_result_the_broker_did_not_acknowledge_is_produced_again_and_nothing_is_lost(kafka_bootstrap):
     """At-least-once must not rest on flush() alone: it returns when sends have *finished*,
     failed ones included.  A retriable failure (the broker did not answer in time) makes the
-    worker repeat everything since its last commit, in-process, and go on."""
+    worker repeat everything since its last commit, in-process, and go on -- even when the
+    repeat itself first fails (the broker still away while the state is recovered)."""
     from kafka.errors import KafkaTimeoutError
 
     settings = settings_for(kafka_bootstrap)
     truth = offline_truth()
     worker = Running(settings)
+    starts = {"n": 0}
+    real_start = worker.worker.recovery.start
+
+    def start(partitions):
+        starts["n"] += 1
+        if starts["n"] == 2:  # the first rewind's recovery
+            raise KafkaTimeoutError("simulated: no answer while recovering")
+        return real_start(partitions)
+
+    worker.worker.recovery.start = start
     try:
         _failing_charges(worker.worker, settings, KafkaTimeoutError("simulated: batch expired before the broker acknowledged it"), 3)
         produce(kafka_bootstrap, sample_messages(settings))
         _wait_for_truth(kafka_bootstrap, settings, truth)
-        assert worker.thread.is_alive() and worker.worker.stats["rewinds"] >= 1
+        assert worker.thread.is_alive() and worker.worker.stats["rewinds"] >= 1 and starts["n"] >= 3
     finally:
         worker.close()
     divergent = {k for k, v in all_results(kafka_bootstrap, settings.topics.charges).items() if len(v) > 1}
@@ -537,7 +548,7 @@ def test_an_encounter_too_large_to_write_is_blocked_alone_and_nothing_of_it_is_d
         errors = [r for r in caplog.records if r.levelname == "ERROR" and "blocked" in r.getMessage()]
         assert errors and all(safe_id("enc-big") in r.getMessage() and "enc-big" not in r.getMessage() for r in errors)
         assert worker.thread.is_alive()
-        worker.worker.ticker.tick(worker.worker.consumer, worker.worker._recovered())
+        worker.worker.ticker.tick(worker.worker.consumer, worker.worker._recovered(), worker.worker._positioned())
         text = worker.worker.metrics.render().decode()
         assert "infusion_charges_encounters_blocked 1.0" in text
     finally:

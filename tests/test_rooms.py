@@ -164,3 +164,24 @@ def test_the_checkpoint_acknowledges_results_then_the_changelog_then_commits(tmp
     assert rooms.outbox.log[4:] == ["settle", "settle"]  # the changelog is not sent twice
     checkpoint.commit(1.0)
     assert consumer.commits == [{tp: 1}]  # unchanged offsets are not committed again
+
+
+def test_a_state_blocked_after_a_checkpoint_that_did_not_finish_keeps_what_that_checkpoint_wrote(tmp_path):
+    """Checkpoint N sends a state and does not see it acknowledged; more records then make the
+    state too large at N+1.  The blocked state starts from what N wrote (saved first), and only
+    the records after it are dead-lettered: every record is in one place or the other."""
+    rooms = _rooms(tmp_path, max_state_bytes=6000)  # 4 administrations fit (~2.9 KB), 12 do not (~8.5 KB)
+    rooms.stores.open(0)
+    checkpoint = Checkpoint(rooms.settings, FakeConsumer(), rooms.outbox, rooms.intake, rooms.hold, rooms.processor, rooms.stores)
+    first = [map_resource(r4(id=f"ma-{i}")) for i in range(4)]
+    later = [map_resource(r4(id=f"ma-later-{i}")) for i in range(8)]
+    _events(rooms, *first)
+    rooms.outbox.pending = [False, True]  # the changelog in flight at the timeout
+    with pytest.raises(DeliveryPending):
+        checkpoint.commit(1.0)
+    _events(rooms, *later, offset=1)
+    checkpoint.commit(1.0)
+    blocked = rooms.stores.get(0).get("e-1")
+    assert blocked.blocked and {k.split(":", 1)[1] for k in blocked.records} == {m.id for m in first}
+    lettered = [json.loads(kw["value"])["id"] for t, kw in rooms.outbox.sent if t == rooms.settings.topics.dead_letter]
+    assert sorted(lettered) == sorted(m.id for m in later)

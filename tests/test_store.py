@@ -4,7 +4,13 @@ changelog offset, restore rows, blocked encounters, topic checks and what each e
 from __future__ import annotations
 
 import pytest
-from kafka.errors import CommitFailedError, KafkaTimeoutError, NotCoordinatorError, TopicAuthorizationFailedError
+from kafka.errors import (
+    CommitFailedError,
+    KafkaTimeoutError,
+    NoOffsetForPartitionError,
+    NotCoordinatorError,
+    TopicAuthorizationFailedError,
+)
 
 from connectors.errors import DataLoss, DeliveryFailed, DeliveryPending, Interrupted, TopicMismatch, classify
 from connectors.recovery import changelog_headers, row_from_record
@@ -119,6 +125,7 @@ def test_topics_agreeing_with_the_settings_pass_and_a_broker_reporting_no_config
     ("events", _info(6), ["6 partitions", "partitions is 3"]),
     ("state", _info(2), ["2 partitions"]),
     ("state", _info(cleanup_policy="delete"), ["must be compacted"]),
+    ("state", _info(cleanup_policy="compact,delete"), ["only compacted"]),
     ("events", _info(cleanup_policy="compact"), ["compaction would delete events"]),
     ("events", _info(cleanup_policy="delete", retention_ms=3_600_000), ["retention.ms 3600000"]),
     ("state", _info(cleanup_policy="compact", max_message_bytes=1_000_000), ["max_state_bytes 4000000"]),
@@ -136,6 +143,7 @@ def test_a_topic_contradicting_the_settings_is_named_with_the_setting(topic, inf
     (DeliveryPending("in flight"), "retry"),
     (KafkaTimeoutError(), "retry"),
     (NotCoordinatorError(), "retry"),
+    (NoOffsetForPartitionError(), "retry"),
     (DeliveryFailed(1, KafkaTimeoutError()), "rewind"),
     (CommitFailedError(), "rewind"),
     (Interrupted(KafkaTimeoutError()), "rewind"),
