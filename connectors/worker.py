@@ -11,7 +11,7 @@ once a second, checkpoint every ``commit_interval_ms``.
 The rooms, each with its own module: ``intake`` (input side), ``hold`` (the close hold),
 ``processor`` (events side, poison isolation), ``checkpoint`` (the commit protocol: the one
 place offsets are committed), ``store`` (local state), ``recovery`` (state recovery),
-``rebalance`` (partitions moving), ``ticker`` (idle close, retention, gauges), ``topics``
+``rebalance`` (partitions moving), ``positions`` (where each partition is read from), ``ticker`` (idle close, retention, gauges), ``topics``
 (created and checked at start), ``clients`` (Kafka clients, delivery ledger), ``errors`` (what
 the worker does about each error), ``dead_letters``.
 
@@ -26,7 +26,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from kafka import TopicPartition
@@ -37,10 +36,11 @@ from coding_core.profile import Profile
 from connectors.checkpoint import Checkpoint
 from connectors.clients import LogEnds, Outbox, make_consumer, make_producer
 from connectors.dead_letters import DeadLetters
-from connectors.errors import DataLoss, Interrupted, WorkerFailed, classify, describe
+from connectors.errors import Interrupted, WorkerFailed, classify, describe
 from connectors.hold import CloseHold
 from connectors.intake import Intake
 from connectors.ops import Metrics, OpsServer
+from connectors.positions import Positions
 from connectors.processor import EncounterProcessor
 from connectors.rebalance import Assignments
 from connectors.recovery import Recovery
@@ -91,6 +91,8 @@ class Worker:
         self.checkpoint = Checkpoint(settings, self.consumer, self.outbox, self.intake, self.hold, self.processor, self.stores)
         self.ticker = Ticker(settings, self.stores, self.outbox, self.metrics, clock)
         self.assignments = Assignments(self.consumer, self._revoked, self._lost, self._turned)
+        self.positions = Positions(settings.topics.events, self.consumer, self.assignments, self.checkpoint, self.recovery,
+                                   self.log_ends, self.metrics)
         self._turned_at = time.monotonic()
         self._closing = False
         self._rewind_due = False  # set by an error; done at the start of the next turn
@@ -167,7 +169,7 @@ class Worker:
                 wait = min(wait * 2, BACKOFF_S[1])
 
     def _turn(self) -> bool:
-        self._position_new()
+        self.positions.position_new()
         if self.recovery.pending:
             done = self.recovery.step(RECOVERY_SLICE_S)
             owned = self.assignments.owned
@@ -184,7 +186,7 @@ class Worker:
                     self.consumer.seek_to_beginning(tp)
             return True
         except OffsetOutOfRangeError as e:
-            self._out_of_range(e.args[0] if e.args and isinstance(e.args[0], dict) else {})
+            self.positions.out_of_range(e.args[0] if e.args and isinstance(e.args[0], dict) else {})
             return True
         events = self.settings.topics.events
         try:
@@ -203,55 +205,13 @@ class Worker:
         return bool(batch)
 
     def _positioned(self) -> list[TopicPartition]:
-        return sorted(self.assignments.owned - self.assignments.pending())
+        return self.positions.positioned()
 
     def _recovered(self) -> set[int]:
         events = self.settings.topics.events
         return {tp.partition for tp in self.assignments.owned if tp.topic == events} - self.recovery.pending
 
     # --- partitions arriving, leaving, and rewinding ------------------------------------------
-
-    def _position_new(self) -> None:
-        """Newly assigned partitions (paused by the callback): at their committed offsets, after
-        checking the broker still holds them; events partitions then recover their state."""
-        new = self.assignments.pending()  # until positioned: on an error, tried again next turn
-        if not new:
-            return
-        tps = sorted(new)
-        committed = {tp: self.consumer.committed(tp) for tp in tps}
-        begin, end = self.consumer.beginning_offsets(tps), self.log_ends(tps)
-        for tp in tps:
-            offset = committed[tp]
-            if offset is not None and offset > end[tp]:
-                raise DataLoss(f"{tp.topic}[{tp.partition}]: the committed offset {offset} is past the log's end {end[tp]}: "
-                               "the broker lost data")
-            if offset is None or offset < begin[tp]:
-                if offset is not None:
-                    self._expired(tp, offset, begin[tp])
-                self.consumer.seek(tp, begin[tp])
-            else:
-                self.consumer.seek(tp, offset)
-            self.checkpoint.committed[tp] = offset
-        events = self.settings.topics.events
-        self.recovery.start([tp.partition for tp in tps if tp.topic == events])
-        self.metrics.recovering.set(len(self.recovery.pending))
-        self.consumer.resume(*[tp for tp in tps if tp.topic != events])
-        self.assignments.positioned(new)
-
-    def _out_of_range(self, positions: dict[Any, int]) -> None:
-        """A fetch found its position outside the log: past the end is lost data; before the
-        beginning, records that expired before this worker read them."""
-        tps = list(positions)
-        begin, end = self.consumer.beginning_offsets(tps), self.log_ends(tps)
-        for tp, offset in positions.items():
-            if offset > end[tp]:
-                raise DataLoss(f"{tp.topic}[{tp.partition}]: offset {offset} is past the log's end {end[tp]}: the broker lost data")
-            self._expired(tp, offset, begin[tp])
-            self.consumer.seek(tp, begin[tp])
-
-    def _expired(self, tp: TopicPartition, offset: int, begin: int) -> None:
-        log.error("%s[%d]: %d records expired before they were read (offsets %d to %d)", tp.topic, tp.partition,
-                  begin - offset, offset, begin - 1, extra={"topic": tp.topic, "partition": tp.partition, "records": begin - offset})
 
     def _revocation_budget_s(self) -> float:
         """What a revocation may block kafka-python's IO loop for (it drives the heartbeats):
@@ -299,14 +259,8 @@ class Worker:
         self._forget_all_uncommitted(self.settings.request_timeout_ms / 1000)
         owned = self._positioned()
         self.hold.forget(owned)
-        events = self.settings.topics.events
-        for tp in owned:
-            offset = self.checkpoint.committed.get(tp)
-            if offset is None:
-                self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, offset)
-        again = [tp for tp in owned if tp.topic == events]
+        self.positions.back_to_commits(owned)
+        again = [tp for tp in owned if tp.topic == self.settings.topics.events]
         for tp in again:
             store = self.stores.get(tp.partition)
             if store is not None:
