@@ -9,6 +9,7 @@ most ``request_timeout_ms`` for metadata or buffer space, a record is given up a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -94,11 +95,18 @@ def make_producer(settings: Settings) -> KafkaProducer:
 class Outbox:
     """Every record the worker produces goes through :meth:`send`; :meth:`settle` says whether
     all of them were acknowledged.  ``flush()`` alone is not enough: it returns when sends
-    have *finished*, failed ones included."""
+    have *finished*, failed ones included.
 
-    def __init__(self, producer: KafkaProducer, metrics: Metrics, transactional: bool):
-        self.producer, self.metrics, self.transactional = producer, metrics, transactional
+    A record neither acknowledged nor failed long after ``delivery_timeout_ms`` means the
+    producer itself is stuck (seen after a broker pause: the idempotent producer could not
+    recover its sequence numbers): that is a :class:`DeliveryFailed` too, and :meth:`renew`
+    replaces the producer before the work is repeated."""
+
+    def __init__(self, make: Callable[[], KafkaProducer], metrics: Metrics, transactional: bool, stuck_after_s: float):
+        self.make, self.metrics, self.transactional, self.stuck_after_s = make, metrics, transactional, stuck_after_s
+        self.producer = make()
         self._futures: list[Any] = []
+        self._waiting_since: float | None = None  # when the oldest record not yet settled was sent
         self.in_transaction = False
 
     def send(self, topic: str, *, key: bytes | None, value: bytes | None, partition: int | None = None,
@@ -111,22 +119,43 @@ class Outbox:
         except KafkaTimeoutError as e:  # no metadata or buffer space within max_block_ms
             raise DeliveryFailed(1, e) from None
         self._futures.append(future)
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
         self.metrics.produced.labels(topic).inc()
         return future
 
     def settle(self, timeout_s: float) -> None:
         """Wait for every record sent so far.  DeliveryPending: some are still in flight (ask
         again later); DeliveryFailed: one was not acknowledged (the caller rewinds)."""
+        pending = False
         if not self.transactional:
             try:
                 self.producer.flush(timeout=timeout_s)
             except KafkaTimeoutError:
-                raise DeliveryPending(f"records still in flight after {timeout_s:.0f} s") from None
+                pending = True
         failed = [f for f in self._futures if f.failed()]
-        if failed:
-            self._futures = []
+        if failed:  # whatever is still in flight, the work since the last commit is repeated
+            self._futures, self._waiting_since = [], None
             raise DeliveryFailed(len(failed), failed[0].exception)
+        if pending:
+            if self._waiting_since is not None and time.monotonic() - self._waiting_since > self.stuck_after_s:
+                self._futures, self._waiting_since = [], None
+                raise DeliveryFailed(1, KafkaTimeoutError(f"records neither acknowledged nor failed after {self.stuck_after_s:.0f} s"))
+            raise DeliveryPending(f"records still in flight after {timeout_s:.0f} s")
         self._futures = [f for f in self._futures if not f.is_done]
+        self._waiting_since = None if not self._futures else self._waiting_since
+
+    def renew(self) -> None:
+        """A new producer in place of one that may be stuck (records in flight are given up:
+        the work that made them is repeated)."""
+        try:
+            self.producer.close(timeout=0)
+        except Exception:
+            pass
+        self.producer = self.make()
+        self._futures, self._waiting_since, self.in_transaction = [], None, False
+        if self.transactional:
+            self.producer.init_transactions()
 
     def forget(self, wait_s: float) -> None:
         """Before a rewind or after partitions left: what is in flight is waited for (up to
@@ -144,7 +173,7 @@ class Outbox:
                 self.producer.flush(timeout=wait_s)
             except KafkaTimeoutError:
                 pass  # still in flight: the caller logs it
-        self._futures = []
+        self._futures, self._waiting_since = [], None
 
     def commit_transaction(self, offsets: dict[Any, Any], group_metadata: Any) -> None:
         """exactly-once: this batch's results, changelog records and offsets, atomically."""
@@ -157,7 +186,7 @@ class Outbox:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, group_metadata)
             self.producer.commit_transaction()  # raises unless every record of it was acknowledged
-            self._futures = []
+            self._futures, self._waiting_since = [], None
         except Exception as e:
             try:
                 self.producer.abort_transaction()  # the batch will be consumed again

@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from kafka import TopicPartition
@@ -36,7 +37,7 @@ from coding_core.profile import Profile
 from connectors.checkpoint import Checkpoint
 from connectors.clients import LogEnds, Outbox, make_consumer, make_producer
 from connectors.dead_letters import DeadLetters
-from connectors.errors import Interrupted, WorkerFailed, classify, describe
+from connectors.errors import DeliveryFailed, Interrupted, WorkerFailed, classify, describe
 from connectors.hold import CloseHold
 from connectors.intake import Intake
 from connectors.ops import Metrics, OpsServer
@@ -77,9 +78,9 @@ class Worker:
                       "revisions_too_large": 0, "blocked": 0, "rewinds": 0}
         self.metrics = Metrics()
         self.ops: OpsServer | None = None
-        self.producer = make_producer(settings)
         self.consumer = make_consumer(settings)
-        self.outbox = Outbox(self.producer, self.metrics, settings.delivery == "exactly-once")
+        self.outbox = Outbox(lambda: make_producer(settings), self.metrics, settings.delivery == "exactly-once",
+                             stuck_after_s=(settings.delivery_timeout_ms + 2 * settings.request_timeout_ms) / 1000)
         self.dead_letters = DeadLetters(settings.topics.dead_letter, settings.max_dead_letter_bytes, self.outbox, self.metrics, self.stats)
         self.hold = CloseHold(settings.hold_grace_ms, clock, self.metrics)
         self.intake = Intake(settings, ZoneInfo(profile.timezone), self.outbox, self.dead_letters, self.hold, self.stats)
@@ -96,6 +97,11 @@ class Worker:
         self._turned_at = time.monotonic()
         self._closing = False
         self._rewind_due = False  # set by an error; done at the start of the next turn
+        self._renew_producer = False  # with it: the producer failed a record, or is stuck
+
+    @property
+    def producer(self) -> Any:
+        return self.outbox.producer
 
     # --- health ---------------------------------------------------------------------------
 
@@ -165,8 +171,10 @@ class Worker:
                             describe(cause), extra={"error_type": type(cause).__name__, "action": action, "wait_s": wait})
                 if action == "rewind":
                     self._rewind_due = True  # on the next turn, inside this same handling
+                    self._renew_producer = self._renew_producer or isinstance(cause, DeliveryFailed)
                 stop.wait(wait)
-                wait = min(wait * 2, BACKOFF_S[1])
+                # never so long that the group takes the partitions away for not polling
+                wait = min(wait * 2, BACKOFF_S[1], self.settings.max_poll_interval_ms / 3000)
 
     def _turn(self) -> bool:
         self.positions.position_new()
@@ -257,6 +265,9 @@ class Worker:
         back from the local store and the changelog's tail.  Idempotent: if it fails midway
         (the broker away), the next turn does it again from the start."""
         self._forget_all_uncommitted(self.settings.request_timeout_ms / 1000)
+        if self._renew_producer:
+            self.outbox.renew()
+            self._renew_producer = False
         owned = self._positioned()
         self.hold.forget(owned)
         self.positions.back_to_commits(owned)

@@ -185,3 +185,61 @@ def test_a_state_blocked_after_a_checkpoint_that_did_not_finish_keeps_what_that_
     assert blocked.blocked and {k.split(":", 1)[1] for k in blocked.records} == {m.id for m in first}
     lettered = [json.loads(kw["value"])["id"] for t, kw in rooms.outbox.sent if t == rooms.settings.topics.dead_letter]
     assert sorted(lettered) == sorted(m.id for m in later)
+
+
+class _Producer:
+    """A producer whose flush never completes, with futures the test settles by hand."""
+
+    def __init__(self) -> None:
+        from kafka.future import Future
+
+        self.futures: list[Any] = []
+        self.closed = False
+        self._future = Future
+
+    def send(self, topic: str, **kwargs: Any) -> Any:
+        self.futures.append(self._future())
+        return self.futures[-1]
+
+    def flush(self, timeout: float | None = None) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        if any(not f.is_done for f in self.futures):
+            raise KafkaTimeoutError("simulated")
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+def test_the_outbox_fails_fast_on_a_failed_record_and_notices_a_stuck_producer():
+    import time as clock
+
+    from kafka.errors import KafkaTimeoutError
+
+    from connectors.clients import Outbox
+    from connectors.errors import DeliveryFailed
+
+    made: list[_Producer] = []
+
+    def make() -> _Producer:
+        made.append(_Producer())
+        return made[-1]
+
+    outbox = Outbox(make, Metrics(), transactional=False, stuck_after_s=60)
+    outbox.send("t", key=None, value=b"1")
+    outbox.send("t", key=None, value=b"2")
+    with pytest.raises(DeliveryPending):
+        outbox.settle(0.01)  # both in flight, not for long
+    made[0].futures[0].failure(KafkaTimeoutError("expired"))
+    with pytest.raises(DeliveryFailed):
+        outbox.settle(0.01)  # one failed: no waiting for the other one
+    outbox.send("t", key=None, value=b"3")
+    outbox._waiting_since = clock.monotonic() - 61  # sent long ago, never completed
+    with pytest.raises(DeliveryFailed) as e:
+        outbox.settle(0.01)
+    assert "neither acknowledged nor failed" in str(e.value.cause)
+    outbox.renew()
+    assert made[0].closed and outbox.producer is made[1]
+    outbox.send("t", key=None, value=b"4")
+    made[1].futures[0].success(None)
+    outbox.settle(0.01)  # the new producer's record acknowledged: settled
