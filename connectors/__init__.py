@@ -1,1 +1,3 @@
-"""Connectors: command line, files and (later) Kafka I/O, state and workers."""
+"""Connectors: the command line (``cli``), the Kafka worker and its rooms (``worker`` names
+them), the embedded broker for tests and the demo (``broker``), the pipeline benchmark
+(``bench``) and synthetic feeds (``synthetic``)."""
