@@ -38,6 +38,7 @@ from connectors.settings import Topics  # noqa: E402
 from connectors.state import EncounterState  # noqa: E402
 from connectors.store import PartitionStore, Row  # noqa: E402
 from connectors.synthetic import generate  # noqa: E402
+from mapping.collector import Mapped  # noqa: E402
 from mapping.reference_data import load_formulary  # noqa: E402
 
 TZ = ZoneInfo("America/New_York")
@@ -49,20 +50,19 @@ def heap_bytes() -> int:
 
 
 def build(n: int, close: bool) -> dict[str, EncounterState]:
+    """States as the worker holds them: each record read from its events JSON and kept parsed."""
     topics = Topics()
     states: dict[str, EncounterState] = {}
     formulary, profile = load_formulary(), Profile()
     for t, (topic, _, value) in enumerate(generate(n, "fhir", topics, seed=3)):
         if topic == topics.fhir_encounters and not close:
             continue
-        for mapped in route_fhir(value, TZ).records:
+        for doc in [m.to_json() for m in route_fhir(value, TZ).records]:
+            mapped = Mapped.from_json(doc)
             state = states.setdefault(mapped.key(), EncounterState(encounter_id=mapped.key()))
-            state.apply(mapped, t)
+            state.apply(mapped, t, as_json=doc)
             if state.due():
                 state.code(formulary, profile)
-    if not close:
-        for state in states.values():
-            state.administrations()  # parsed for coding, as the worker's open states are
     return states
 
 

@@ -425,19 +425,22 @@ def rss_bytes() -> int:
 
 
 def _hold_open_encounters(n: int, seed: int) -> float:
-    """In a fresh process: RSS growth per open encounter held in the state store."""
+    """In a fresh process: RSS growth per open encounter held in the state store, taken as the
+    worker takes it -- each record read from its events JSON, and kept parsed for coding."""
     from zoneinfo import ZoneInfo
 
     from connectors.routing import route_fhir
+    from mapping.collector import Mapped
 
     topics = Topics()
     messages = [m for m in generate(n, "fhir", topics, seed=seed) if m[0] == topics.fhir_administrations]
-    records = [r for _, _, v in messages for r in route_fhir(v, ZoneInfo("America/New_York")).records]
+    docs = [r.to_json() for _, _, v in messages for r in route_fhir(v, ZoneInfo("America/New_York")).records]
     gc.collect()
     before = rss_bytes()
     store: dict[str, EncounterState] = {}
-    for r in records:
-        store.setdefault(r.key(), EncounterState(encounter_id=r.key())).apply(r, 0)
+    for doc in docs:
+        r = Mapped.from_json(doc)
+        store.setdefault(r.key(), EncounterState(encounter_id=r.key())).apply(r, 0, as_json=doc)
     gc.collect()
     after = rss_bytes()
     assert all(s.lifecycle.value == "open" for s in store.values())
