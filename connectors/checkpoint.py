@@ -108,9 +108,10 @@ class Checkpoint:
         for partition, (rows, end) in by_partition.items():
             store = self.stores.get(partition)
             if store is not None:
-                store.save(rows, end)
-        for _, store in self.stores.items():
-            store.evict()
+                store.save(rows, end)  # evicts too
+        for partition, store in self.stores.items():
+            if partition not in by_partition:
+                store.evict()
 
     # --- partitions moving ------------------------------------------------------------
 

@@ -153,7 +153,7 @@ class Worker:
                 got = self._turn()
                 now = time.monotonic()
                 if now >= next_tick:
-                    self.ticker.tick(self.consumer, self._recovered(), self._positioned())
+                    self.ticker.tick(self.consumer, self._recovered(), self.positions.positioned())
                     next_tick = now + 1.0
                 # Checkpoints cost broker round trips (flush, flush, commit): batch them.  A crash
                 # replays at most one interval, with identical results.
@@ -212,9 +212,6 @@ class Worker:
         self.intake.flush()
         return bool(batch)
 
-    def _positioned(self) -> list[TopicPartition]:
-        return self.positions.positioned()
-
     def _recovered(self) -> set[int]:
         events = self.settings.topics.events
         return {tp.partition for tp in self.assignments.owned if tp.topic == events} - self.recovery.pending
@@ -268,7 +265,7 @@ class Worker:
         if self._renew_producer:
             self.outbox.renew()
             self._renew_producer = False
-        owned = self._positioned()
+        owned = self.positions.positioned()
         self.hold.forget(owned)
         self.positions.back_to_commits(owned)
         again = [tp for tp in owned if tp.topic == self.settings.topics.events]
@@ -279,7 +276,6 @@ class Worker:
         self.ticker.forget({tp.partition for tp in again})
         if again:
             self.consumer.pause(*again)
-            self.recovery.cancel([tp.partition for tp in again])
             self.recovery.start([tp.partition for tp in again])
         self._rewind_due = False
         self.stats["rewinds"] += 1

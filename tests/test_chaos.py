@@ -39,6 +39,13 @@ def test_kills_a_rebalance_and_a_broker_pause_under_traffic_lose_nothing_and_rep
     workers = {"a": WorkerProcess(settings, tmp_path, "a")}
     lives = {"a": 1}
     kills, feeds = 0, []
+
+    def kill_and_restart() -> None:
+        name = rng.choice(sorted(workers))
+        workers[name].kill()
+        lives[name] += 1
+        workers[name] = WorkerProcess(settings, tmp_path, f"{name}{lives[name]}", state_dir=tmp_path / f"{name}-state")
+
     try:
         workers["a"].wait_ready()
         for n, batch in enumerate(batches[:-1]):
@@ -54,18 +61,12 @@ def test_kills_a_rebalance_and_a_broker_pause_under_traffic_lose_nothing_and_rep
                 broker.resume()
             if kills < KILLS:
                 time.sleep(rng.uniform(0.5, 4.0))  # somewhere in consuming, coding, committing or rebalancing
-                name = rng.choice(sorted(workers))
-                workers[name].kill()
+                kill_and_restart()
                 kills += 1
-                lives[name] += 1
-                workers[name] = WorkerProcess(settings, tmp_path, f"{name}{lives[name]}", state_dir=tmp_path / f"{name}-state")
         while kills < KILLS:  # more kills than batches
             time.sleep(rng.uniform(0.5, 3.0))
-            name = rng.choice(sorted(workers))
-            workers[name].kill()
+            kill_and_restart()
             kills += 1
-            lives[name] += 1
-            workers[name] = WorkerProcess(settings, tmp_path, f"{name}{lives[name]}", state_dir=tmp_path / f"{name}-state")
         feeds.append(produce_paced(bootstrap, batches[-1], 3.0))
         for feed in feeds:
             assert feed.wait(timeout=180) == 0

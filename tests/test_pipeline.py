@@ -548,7 +548,7 @@ def test_an_encounter_too_large_to_write_is_blocked_alone_and_nothing_of_it_is_d
         errors = [r for r in caplog.records if r.levelname == "ERROR" and "blocked" in r.getMessage()]
         assert errors and all(safe_id("enc-big") in r.getMessage() and "enc-big" not in r.getMessage() for r in errors)
         assert worker.thread.is_alive()
-        worker.worker.ticker.tick(worker.worker.consumer, worker.worker._recovered(), worker.worker._positioned())
+        worker.worker.ticker.tick(worker.worker.consumer, worker.worker._recovered(), worker.worker.positions.positioned())
         text = worker.worker.metrics.render().decode()
         assert "infusion_charges_encounters_blocked 1.0" in text
     finally:
