@@ -198,7 +198,7 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         Worker(settings, formulary, profile).run(stop)
     except Exception as e:  # fatal: one JSON line, exit 2; a restart repeats the uncommitted work
         cause = e.cause if isinstance(e, Interrupted) else e
-        log.error("worker failed: %s", describe(cause), extra={"error_type": type(cause).__name__}, exc_info=os.environ.get("INFUSION_CHARGES_DEBUG") == "1")
+        log.error("worker failed: %s", describe(cause), extra={"error_type": type(cause).__name__})
         return EXIT_FAILED
     return EXIT_OK
 

@@ -133,8 +133,6 @@ class JsonFormatter(logging.Formatter):
         doc.update({k: v for k, v in vars(record).items() if k not in self._standard})
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info).splitlines()[-1]
-            if os.environ.get("INFUSION_CHARGES_DEBUG") == "1":
-                doc["traceback"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str)
 
 
