@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from coding_core.formulary import Formulary, FormularyEntry, normalize_name
-from coding_core.model import AdministrationEvent, DrugClass, Method, PumpType, Route
+from coding_core.model import AdministrationEvent, AdminStatus, DrugClass, Method, PumpType, Route
 from coding_core.profile import Profile
 from coding_core.rules import THRESHOLDS, Kind
 from coding_core.timing import Interval, whole_minutes
@@ -49,7 +49,8 @@ KIND_TABLE.update(
         (Route.SC, Technique.INFUSION, DrugClass.THERAPEUTIC): Kind.SC_INFUSION,
         (Route.SC, Technique.INFUSION, DrugClass.HYDRATION): Kind.SC_INFUSION,
         (Route.INTRA_ARTERIAL, Technique.PUSH, DrugClass.THERAPEUTIC): Kind.IA_THERAPEUTIC,
-        (Route.INTRA_ARTERIAL, Technique.INFUSION, DrugClass.THERAPEUTIC): Kind.IA_THERAPEUTIC,
+        # 96373 is an intra-arterial *injection*; a therapeutic intra-arterial infusion has no code of its own.
+        (Route.INTRA_ARTERIAL, Technique.INFUSION, DrugClass.THERAPEUTIC): Kind.UNLISTED_THERAPEUTIC,
         (Route.OTHER, Technique.PUSH, DrugClass.THERAPEUTIC): Kind.UNLISTED_THERAPEUTIC,
         (Route.OTHER, Technique.INFUSION, DrugClass.THERAPEUTIC): Kind.UNLISTED_THERAPEUTIC,
         (Route.OTHER, Technique.INJECTION, DrugClass.THERAPEUTIC): Kind.UNLISTED_THERAPEUTIC,
@@ -58,6 +59,15 @@ KIND_TABLE.update(
 
 # Upgrade of a chemo infusion lasting more than 8 hours on a portable/implantable pump.
 PROLONGED_PUMP_KIND = {Kind.CHEMO_INFUSION: Kind.CHEMO_PROLONGED_PUMP, Kind.IA_CHEMO_INFUSION: Kind.IA_CHEMO_PROLONGED_PUMP}
+
+# Routes that are never a drug administration service (CODING_RULES: only parenteral routes are).
+NOT_PARENTERAL = {
+    Route.ORAL: "oral administration is not a drug administration service",
+    Route.NON_PARENTERAL: "a non-parenteral route (sublingual, topical, transdermal, inhaled, rectal, ophthalmic, otic, nasal, ...) is not a drug administration service",
+}
+# Given within a procedure whose own code includes the administration (CPT 62320-62327 epidural,
+# 20600-20611 joint, 67028 intravitreal, 51720 bladder instillation, ...).
+PROCEDURE_ROUTE = "given within a procedure (epidural, intra-articular, intraocular, intravesical, intradermal, ...): the procedure's own code includes the administration"
 
 # Drug classes that are never a drug-administration service of their own.
 NOT_ADMINISTRATION_CLASSES = {
@@ -89,6 +99,25 @@ class Classified:
     drug_billable: bool = True  # does it produce a drug (HCPCS) line?
     id: str = ""  # event.id
     site: str | None = None  # event.access_site, computed once
+    stop_source: str | None = None  # where the stop time came from when it was derived
+
+    @property
+    def timing(self) -> str:
+        """Where the stop time came from, and what kind of rate was documented (for explanations)."""
+        if self.stop_source is not None:
+            stop = f"stop derived from {self.stop_source}"
+        elif self.end is not None and self.end == self.start:
+            stop = "single documented time"
+        else:
+            stop = "documented stop"
+        e = self.event
+        if e.rate_ml_per_h is not None:
+            rate = f"volume rate {_fmt(e.rate_ml_per_h)} mL/h"
+        elif e.drug_rate is not None:
+            rate = f"drug rate {e.drug_rate}"
+        else:
+            rate = "no usable rate documented"
+        return f"{stop}; {rate}"
 
     @property
     def minutes(self) -> int | None:
@@ -141,9 +170,14 @@ def classify_at(event: AdministrationEvent, start: datetime | None, formulary: F
     if end is not None:
         end = end.astimezone(timezone.utc)
     c = Classified(event, entry, drug_class, drug_key, drug_name, None, start, end, None, _NO_NOTES, True, event.id, event.access_site)
-    if entry is None:
+    _classify(c, formulary, profile)
+    if entry is None and (c.kind is not None or c.drug_billable):
         _note(c, Note("unknown-drug", f"administration {event.id}: drug '{drug_name}' is not in the formulary; coded conservatively as a therapeutic drug with an unclassified drug line"))
+    return c
 
+
+def _classify(c: Classified, formulary: Formulary, profile: Profile) -> Classified:
+    event, drug_class = c.event, c.drug_class
     method = event.method
     if method is Method.FLUSH:
         if (event.access_type or "").lower() == "port":
@@ -162,6 +196,15 @@ def classify_at(event: AdministrationEvent, start: datetime | None, formulary: F
         return c
 
     route = event.route
+    if route in NOT_PARENTERAL:  # whatever the method says
+        return _not_parenteral(c, route, formulary)
+    if event.unrecognised:
+        for item in event.unrecognised:
+            _note(c, Note("needs-review", f"administration {event.id}: {item} is in no vocabulary; no administration service coded (add the code to mapping/vocabulary.py)"))
+        return _exclude(c, "route or method code not recognised: needs review", route in _PARENTERAL)
+    if route is Route.PROCEDURE:
+        _note(c, Note("procedure-route", f"administration {event.id}: {PROCEDURE_ROUTE}; report the procedure"))
+        return _exclude(c, PROCEDURE_ROUTE)
     if route is Route.UNKNOWN:
         route, note = _route(event, drug_class)
         if note:
@@ -175,17 +218,8 @@ def classify_at(event: AdministrationEvent, start: datetime | None, formulary: F
     if c.end is not None and c.end < c.start:
         _note(c, Note("stop-before-start", f"administration {event.id}: stop time precedes start time; stop time ignored"))
         c.end = None
-
-    if (
-        c.end is None
-        and drug_class is DrugClass.HYDRATION
-        and event.volume_ml
-        and event.rate_ml_per_h
-        and event.rate_ml_per_h > 0
-    ):
-        hours = event.volume_ml / event.rate_ml_per_h
-        c.end = c.start + timedelta(minutes=int(hours * 60))
-        _note(c, Note("stop-time-derived", f"administration {event.id}: hydration stop time derived from volume {event.volume_ml} mL / rate {event.rate_ml_per_h} mL/h"))
+    if c.end is None and route is not Route.IM:
+        _derive_stop(c, profile)
 
     if drug_class is DrugClass.HYDRATION and route in (Route.IV, Route.SC):
         if event.method is Method.PUSH:
@@ -210,6 +244,46 @@ def classify_at(event: AdministrationEvent, start: datetime | None, formulary: F
 _NO_NOTES: list[Note] = []  # shared "no warnings": never appended to (see _note)
 
 
+_PARENTERAL = frozenset({Route.IV, Route.SC, Route.IM, Route.INTRA_ARTERIAL, Route.OTHER, Route.PROCEDURE})
+
+
+def _fmt(d: Decimal) -> str:
+    return format(d.normalize(), "f")
+
+
+def _not_parenteral(c: Classified, route: Route, formulary: Formulary) -> Classified:
+    """No administration service; a drug line only where the formulary codes the drug for the route."""
+    product = formulary.for_route(c.entry, route.value) if c.entry is not None else None
+    if product is None:
+        return _exclude(c, f"{NOT_PARENTERAL[route]}; no HCPCS code for {c.drug_name} by this route (not charged)", False)
+    c.entry, c.drug_key, c.drug_name = product, "hcpcs:" + product.hcpcs, product.name
+    if product.note:
+        _note(c, Note("route-drug-condition", f"administration {c.id}: {product.hcpcs} {product.note}"))
+    return _exclude(c, f"{NOT_PARENTERAL[route]}; drug line {product.hcpcs} only")
+
+
+def _derive_stop(c: Classified, profile: Profile) -> None:
+    """A stop time from a documented infusion duration, else volume / volume rate (CODING_RULES:
+    usable, always flagged).  ``derive_stop_time: false`` keeps only hydration's volume / rate."""
+    e = c.event
+    assert c.start is not None
+    if e.method is Method.PUSH or (not profile.derive_stop_time and c.drug_class is not DrugClass.HYDRATION):
+        return
+    if e.status is AdminStatus.STOPPED:  # charged for the time actually given: the planned time is not it
+        if e.infusion_minutes or (e.volume_ml and e.rate_ml_per_h):
+            _note(c, Note("missing-stop-time", f"administration {c.id}: stopped before completion with no documented stop time: the stop cannot be derived from the planned duration or volume"))
+        return
+    if e.infusion_minutes and profile.derive_stop_time:
+        c.end = c.start + timedelta(minutes=e.infusion_minutes)
+        c.stop_source = f"the documented infusion duration, {e.infusion_minutes} min"
+    elif e.volume_ml and e.rate_ml_per_h and e.rate_ml_per_h > 0:
+        c.end = c.start + timedelta(minutes=int(e.volume_ml / e.rate_ml_per_h * 60))
+        c.stop_source = f"volume {_fmt(e.volume_ml)} mL / rate {_fmt(e.rate_ml_per_h)} mL/h"
+    else:
+        return
+    _note(c, Note("derived-stop-time", f"administration {c.id}: stop time derived from {c.stop_source}; review the line"))
+
+
 def _note(c: Classified, note: Note) -> None:
     if c.warnings is _NO_NOTES:
         c.warnings = [note]
@@ -224,17 +298,33 @@ def _exclude(c: Classified, reason: str, drug_line: bool = True) -> Classified:
 
 
 def _technique(c: Classified, route: Route) -> Technique | None:
-    """push / infusion / injection, from the documented method and the measured minutes."""
+    """push / infusion / injection, from the documented method and the measured minutes.
+
+    "Inject" is not "push": an IV administration documented as an injection (or with no method)
+    lasting 16 min or more is an infusion.  One documented as a push stays a push (the
+    conservative code), with a warning when its times say otherwise."""
     event = c.event
-    if route in (Route.SC, Route.IM):
-        if route is Route.SC and event.method is Method.INFUSION and c.minutes is not None and c.minutes >= THRESHOLDS.infusion_min_minutes:
+    minutes = c.minutes
+    if route is Route.IM:
+        return Technique.INJECTION
+    if route is Route.SC:
+        if event.method is Method.INJECTION or event.method is Method.PUSH:
+            _conflict(c, minutes, "an injection" if event.method is Method.INJECTION else "a push", "an injection")
+            return Technique.INJECTION
+        if minutes is not None and minutes >= THRESHOLDS.infusion_min_minutes:
             return Technique.INFUSION
+        if minutes is None and event.method is Method.INFUSION:
+            _note(c, Note("missing-stop-time", f"administration {event.id}: subcutaneous infusion with no stop time: not billable as an infusion"))
+            c.excluded = "subcutaneous infusion without a stop time"
+            return None
         return Technique.INJECTION
     if event.method is Method.INJECTION and route is Route.OTHER:
         return Technique.INJECTION
     if event.method is Method.PUSH:
+        _conflict(c, minutes, "a push", "a push")
+        if c.end is None:
+            c.end = c.start
         return Technique.PUSH
-    minutes = c.minutes
     if minutes is not None:
         if c.drug_class is DrugClass.HYDRATION:
             return Technique.INFUSION  # its own >= 31 min threshold is applied on summed time
@@ -251,13 +341,20 @@ def _technique(c: Classified, route: Route) -> Technique | None:
         _note(c, Note("missing-stop-time", f"administration {event.id}: infusion on a pump with no stop time: not billable as an infusion"))
         c.excluded = "infusion on a pump without a stop time"
         return None
-    push_plausible = event.method is not Method.INFUSION and event.rate_ml_per_h is None
+    push_plausible = (event.method is not Method.INFUSION and event.rate_ml_per_h is None and event.drug_rate is None
+                      and event.infusion_minutes is None)
     if push_plausible:
         _note(c, Note("missing-stop-time", f"administration {event.id}: no stop time; reported as a push (documentation needed for an infusion)"))
+        c.end = c.start
         return Technique.PUSH
     _note(c, Note("missing-stop-time", f"administration {event.id}: infusion with no stop time: not billable as an infusion"))
     c.excluded = "infusion without a stop time"
     return None
+
+
+def _conflict(c: Classified, minutes: int | None, documented: str, coded: str) -> None:
+    if minutes is not None and minutes > THRESHOLDS.push_max_minutes:
+        _note(c, Note("method-time-conflict", f"administration {c.id}: documented as {documented} but its times are {minutes} min apart; coded as {coded} (the conservative code): review the documentation"))
 
 
 def dose_in(quantity_value: Decimal, unit: str, target_unit: str) -> Decimal | None:

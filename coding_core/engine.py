@@ -23,11 +23,10 @@ from functools import lru_cache
 from operator import attrgetter
 from zoneinfo import ZoneInfo
 
-from coding_core.classify import Classified, Note, classify_at
+from coding_core.classify import Classified, classify_at
 from coding_core.drug_lines import drug_lines
 from coding_core.formulary import Formulary
 from coding_core.model import (
-    AdminStatus,
     AdministrationEvent,
     CodedLine,
     CodingResult,
@@ -43,6 +42,7 @@ from coding_core.model import (
     exclusion,
 )
 from coding_core.profile import Profile
+from coding_core.statuses import STATUS_RULES
 from coding_core.rules import (
     ADDON_PRIMARIES,
     HIERARCHY_RANK,
@@ -59,12 +59,11 @@ from coding_core.rules import (
 )
 from coding_core.timing import Interval, hour_starts, local_parts, overlap_minutes, subtract, to_utc, total_minutes, union, whole_minutes
 
-IGNORED_STATUSES = {
-    AdminStatus.ENTERED_IN_ERROR: "entered in error: ignored",
-    AdminStatus.NOT_DONE: "not done: ignored",
-}
 _FAR_PAST = datetime(1900, 1, 1, tzinfo=timezone.utc)
 UNSPECIFIED_SITE = "unspecified"
+# Services whose explanation names the stop-time source and the rate of each administration.
+_TIMED_KINDS = INFUSION_KINDS | {Kind.SC_INFUSION, Kind.IA_CHEMO_INFUSION, Kind.IA_CHEMO_PROLONGED_PUMP, Kind.CHEMO_PROLONGED_PUMP,
+                                 Kind.UNLISTED_CHEMO, Kind.UNLISTED_THERAPEUTIC}
 
 
 @lru_cache(maxsize=64)
@@ -128,7 +127,7 @@ class _Ctx:
     lines: list[CodedLine] = field(default_factory=list)
     warnings: list[CodingWarning] = field(default_factory=list)
     exclusions: list[Exclusion] = field(default_factory=list)
-    concurrent_reported: bool = False
+    concurrent_days: set[date] = field(default_factory=set)  # dates of service 96368 was reported on
     _local: dict = field(default_factory=dict)  # instant -> local_parts
     _day_texts: dict = field(default_factory=dict)  # local date -> "YYYY-MM-DD " (see local_parts)
 
@@ -186,7 +185,10 @@ class _Ctx:
                         b = cache[e] = local_parts(e, tz, day_texts)
                     b = b[1]
                     texts.append(f"{a}–{b[11:] if a[:10] == b[:10] else b}")
-            text = svc.described = f"{svc.drug_name} [{', '.join(texts)}] on {svc.site or UNSPECIFIED_SITE}"
+            text = f"{svc.drug_name} [{', '.join(texts)}] on {svc.site or UNSPECIFIED_SITE}"
+            if svc.kind in _TIMED_KINDS:  # where each stop time came from, and the rate documented
+                text += " (" + "; ".join(dict.fromkeys(m.timing for m in svc.members)) + ")"
+            svc.described = text
         return text
 
 
@@ -204,9 +206,11 @@ def code_encounter(
     for start, event in _unique(events, ctx):
         for message in event.source_warnings:
             ctx.warn("source-data", message, (event.id,))
-        ignored = IGNORED_STATUSES.get(event.status)
-        if ignored:
-            ctx.exclude((event.id,), ignored)
+        status = STATUS_RULES[event.status]
+        if not status.chargeable:
+            ctx.exclude((event.id,), status.reason)
+            if status.warning:
+                ctx.warn(status.warning, f"administration {event.id}: {status.reason}", (event.id,))
             continue
         c = classify_at(event, start, formulary, profile)
         for n in c.warnings:
@@ -215,6 +219,7 @@ def code_encounter(
             ctx.warn("administered-after-close", f"administration {event.id} starts after the encounter ended", (event.id,))
         classified.append(c)
 
+    _oral_antiemetics_need_chemo(ctx, classified)
     if encounter.encounter_class is EncounterClass.INPATIENT:
         for c in classified:
             if c.kind is not None or c.excluded:
@@ -232,6 +237,19 @@ def code_encounter(
     exclusions = sorted({(x.administration_id, x.reason): x for x in ctx.exclusions}.items())
     return coding_result(encounter.id, profile.setting, tuple(lines), tuple([w for _, w in warnings]),
                          tuple([x for _, x in exclusions]), formulary.version)
+
+
+def _oral_antiemetics_need_chemo(ctx: _Ctx, classified: list[Classified]) -> None:
+    """An oral drug line whose code is billable only with chemotherapy (Q0162-Q0181 and the like)
+    is not charged in an encounter with no chemotherapy."""
+    if not any(c.entry is not None and c.entry.requires_chemo and c.drug_billable for c in classified):
+        return
+    if any(c.drug_class in (DrugClass.CHEMO, DrugClass.CHEMO_HORMONAL) for c in classified):
+        return
+    for c in classified:
+        if c.entry is not None and c.entry.requires_chemo and c.drug_billable:
+            c.drug_billable = False
+            ctx.exclude((c.id,), f"{c.entry.hcpcs} {c.entry.note}; no chemotherapy in this encounter: not charged")
 
 
 _ROLE_ORDER = {"initial": 0, "standalone": 1, "add-on": 2, "drug": 3}
@@ -486,11 +504,12 @@ def _concurrent(ctx: _Ctx, s: Service) -> None:
     if rule.code is None:
         ctx.exclude(s.ids, rule.text)
         return
-    if rule.code == "96368":
-        if ctx.concurrent_reported:
-            ctx.exclude(s.ids, "concurrent infusion: 96368 is reported once per encounter and was already reported")
+    if rule.code == "96368":  # CPT: once per date of service (MUE 1)
+        day = ctx.day(s.start)
+        if day in ctx.concurrent_days:
+            ctx.exclude(s.ids, f"concurrent infusion: 96368 is reported once per date of service and was already reported on {day.isoformat()}")
             return
-        ctx.concurrent_reported = True
+        ctx.concurrent_days.add(day)
     if rule.unlisted:
         ctx.warn("unlisted-code", f"{ctx.describe(s)}: {rule.text}", s.ids)
     ctx.emit(rule, 1, ctx.day(s.start), s, "add-on", f"{ctx.describe(s)} ran at the same time as another infusion through the same access", s.minutes)

@@ -22,6 +22,21 @@ NDC_SYSTEM = "http://hl7.org/fhir/sid/ndc"
 LOCAL_SYSTEM_PREFIX = "urn:local:"  # local codes reach the formulary through ``local_codes``
 
 
+class RouteProduct(BaseModel):
+    """The HCPCS code of a drug given by a non-parenteral route (oral antiemetics Q0162–Q0181,
+    oral chemotherapy J8501–J8999): the only charge such an administration produces."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hcpcs: str
+    billing_unit_value: Decimal
+    billing_unit: str
+    note: str | None = None  # a payer condition worth a warning on the line
+    # Billable only in an encounter with chemotherapy (Medicare: oral anti-emetics as a full
+    # substitute for the IV anti-emetic at the time of chemotherapy).
+    requires_chemo: bool = False
+
+
 class FormularyEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -37,6 +52,9 @@ class FormularyEntry(BaseModel):
     local_codes: tuple[str, ...] = ()
     synonyms: tuple[str, ...] = ()
     note: str | None = None  # why the entry is classified as it is
+    # Route value ("oral") -> the drug's HCPCS code by that route.
+    routes: dict[str, RouteProduct] = {}
+    requires_chemo: bool = False  # set on the entry ``for_route`` makes of a RouteProduct that says so
 
 
 def normalize_ndc(code: str) -> str:
@@ -63,6 +81,7 @@ class Formulary:
         self._by_ndc: dict[str, FormularyEntry] = {}
         self._by_local: dict[str, FormularyEntry] = {}
         self._by_name: dict[str, FormularyEntry] = {}
+        self._by_route: dict[tuple[str, str], FormularyEntry | None] = {}
         for e in self.entries:
             self._by_hcpcs[e.hcpcs.upper()] = e
             for c in e.rxnorm:
@@ -97,6 +116,18 @@ class Formulary:
                         merged[k] = v
                 by_code[o.hcpcs] = FormularyEntry.model_validate(merged)
         return Formulary(f"{self.version}+site", by_code.values())
+
+    def for_route(self, entry: FormularyEntry, route: str) -> FormularyEntry | None:
+        """The entry billed for ``entry``'s drug given by a non-parenteral ``route``, or None."""
+        key = (entry.hcpcs, route)
+        if key not in self._by_route:
+            product = entry.routes.get(route)
+            self._by_route[key] = None if product is None else entry.model_copy(update={
+                "hcpcs": product.hcpcs, "name": f"{entry.name} ({route})", "billing_unit_value": product.billing_unit_value,
+                "billing_unit": product.billing_unit, "single_dose": False, "note": product.note, "routes": {},
+                "requires_chemo": product.requires_chemo,
+            })
+        return self._by_route[key]
 
     def by_hcpcs(self, code: str) -> FormularyEntry | None:
         return self._by_hcpcs.get(code.upper())

@@ -19,12 +19,21 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class Route(StrEnum):
+    """What the coding core needs to know of a route (the vocabularies in ``mapping.vocabulary``
+    map every code they know onto one of these)."""
+
     IV = "iv"
     SC = "sc"
     IM = "im"
     INTRA_ARTERIAL = "ia"
-    OTHER = "other"
-    UNKNOWN = "unknown"
+    OTHER = "other"  # another parenteral route: intrathecal, intraperitoneal, intraosseous, ...
+    # Given within a procedure coded outside 96360–96549 (epidural, intra-articular, intraocular,
+    # intravesical, intradermal, ...): no administration service; the drug line stays.
+    PROCEDURE = "procedure"
+    ORAL = "oral"  # not a drug administration service; a drug line only for an oral HCPCS code
+    NON_PARENTERAL = "non-parenteral"  # sublingual, topical, transdermal, inhaled, rectal, ...: no service
+    UNKNOWN = "unknown"  # not documented
+    UNRECOGNISED = "unrecognised"  # documented with a code no vocabulary knows: needs review
 
 
 class Method(StrEnum):
@@ -35,7 +44,9 @@ class Method(StrEnum):
     INJECTION = "injection"
     FLUSH = "flush"
     PUMP_REFILL = "pump-refill"
-    UNKNOWN = "unknown"
+    OTHER = "other"  # a technique that is neither injection nor infusion (chew, inhale, apply, ...)
+    UNKNOWN = "unknown"  # not documented, or documented as a generic verb ("administer", "give")
+    UNRECOGNISED = "unrecognised"  # documented with a code no vocabulary knows: needs review
 
 
 class AdminStatus(StrEnum):
@@ -119,6 +130,11 @@ class AdministrationEvent(BaseModel):
     dose: Quantity | None = None
     volume_ml: Decimal | None = None
     rate_ml_per_h: Decimal | None = None
+    # A rate that is not a volume per time (mg/min, units/h, mcg/kg/min), as documented: shown
+    # in the explanation, never used for arithmetic.
+    drug_rate: str | None = None
+    # A documented infusion duration ("infuse over"), in minutes: a source for the stop time.
+    infusion_minutes: int | None = None
     wasted: Quantity | None = None
     kvo: bool = False
     part_of_procedure: bool = False
@@ -127,6 +143,9 @@ class AdministrationEvent(BaseModel):
     # What the mapper noticed about the source record (e.g. an ambiguous local time); the
     # coding core reports each as a "source-data" warning on the encounter.
     source_warnings: tuple[str, ...] = ()
+    # Codes no vocabulary recognised, as "<field> <system>|<code>" (never display text): each
+    # becomes a needs-review warning, and the administration gets no administration line.
+    unrecognised: tuple[str, ...] = ()
 
     @field_validator("start", "end")
     @classmethod

@@ -40,6 +40,9 @@ class Profile(BaseModel):
     timezone: str = "America/New_York"
     # A hydration rate at or below this is keep-vein-open, not hydration.
     kvo_max_rate_ml_per_h: Decimal = Decimal(30)
+    # Use a stop time derived from a documented infusion duration or volume / rate (always flagged
+    # for review).  False: only hydration's volume / rate, as CMS describes it.
+    derive_stop_time: bool = True
     # Hydration within this many minutes before/after a transfusion is not billable.
     transfusion_window_minutes: int = 60
     # Drug-line modifiers by route (e.g. {"iv": "JA", "sc": "JB"}) and for every drug line (340B "TB").

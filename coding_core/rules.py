@@ -99,7 +99,7 @@ IV_CODES: dict[tuple[Kind, Role], CodeRule] = {
     (Kind.THERAPEUTIC_INFUSION, Role.INITIAL): CodeRule("96365", "ther.infusion.initial", "therapeutic IV infusion, initial, up to 1 h (>= 16 min)"),
     (Kind.THERAPEUTIC_INFUSION, Role.ADDED_HOUR): CodeRule("96366", "ther.infusion.added-hour", "therapeutic IV infusion, each additional hour (> 30 min beyond each full hour)", addon=True),
     (Kind.THERAPEUTIC_INFUSION, Role.SEQUENTIAL): CodeRule("96367", "ther.infusion.sequential", "additional sequential infusion of a new drug, up to 1 h (>= 16 min), once per sequential infusate; its added hours are 96366", addon=True),
-    (Kind.THERAPEUTIC_INFUSION, Role.CONCURRENT): CodeRule("96368", "ther.infusion.concurrent", "concurrent infusion through the same access, once per encounter", addon=True),
+    (Kind.THERAPEUTIC_INFUSION, Role.CONCURRENT): CodeRule("96368", "ther.infusion.concurrent", "concurrent infusion through the same access, once per date of service", addon=True),
     (Kind.THERAPEUTIC_PUSH, Role.INITIAL): CodeRule("96374", "ther.push.initial", "therapeutic IV push, single or initial drug"),
     (Kind.THERAPEUTIC_PUSH, Role.SEQUENTIAL): CodeRule("96375", "ther.push.sequential", "each additional sequential IV push of a new drug", addon=True),
     (Kind.THERAPEUTIC_PUSH, Role.REPEAT): CodeRule("96376", "ther.push.repeat", "sequential IV push of the same drug > 30 min after its last reported push (facility only)", addon=True, facility_only=True),

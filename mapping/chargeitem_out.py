@@ -20,7 +20,6 @@ Profile (also in the README, "Output contract"):
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 

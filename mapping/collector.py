@@ -46,7 +46,10 @@ class Mapped:
         return {
             "kind": self.kind, "id": self.id, "mode": self.mode,
             "version": [version, updated.isoformat() if updated else None],
-            "administration": self.administration.model_dump(mode="json") if self.administration else None,
+            # Fields at their defaults are left out: a record that uses no field newer than a
+            # running worker's stays readable by it during a rolling upgrade (it refuses unknown
+            # fields, and takes missing ones as their defaults).
+            "administration": self.administration.model_dump(mode="json", exclude_defaults=True) if self.administration else None,
             "encounter": self.encounter.model_dump(mode="json", exclude_unset=self.mode in ("merge", "fill"))
             if self.encounter else None,
             **({"sources": list(self.sources)} if self.sources else {}),

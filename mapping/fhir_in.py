@@ -42,13 +42,16 @@ from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, UnreadableSourceError, summarize_validation_errors
 from mapping.fhir_shapes import ShapeValidator
 from mapping.vocabulary import (
-    METHOD_CODES,
-    ROUTE_CODES,
-    TIME_UNITS_PER_HOUR,
-    VOLUME_UNITS,
+    Rate,
     access_type,
+    canonical_system,
+    duration_minutes,
     end_of_single_time,
+    implied_method,
+    method_of,
     ndc_of,
+    read_rate,
+    route_of,
     says_kvo,
     volume_ml,
 )
@@ -59,6 +62,15 @@ EXT_ACCESS_TYPE = EXT_BASE + "access-type"  # valueCode: peripheral | picc | cen
 EXT_WASTED = EXT_BASE + "wasted-amount"  # valueQuantity: documented discarded drug amount
 EXT_PUMP = EXT_BASE + "pump-type"  # valueCode: portable | implantable
 EXT_KVO = EXT_BASE + "keep-vein-open"  # valueBoolean
+EXT_INFUSION_DURATION = EXT_BASE + "infusion-duration"  # valueDuration: the documented "infuse over" time
+# Extensions on MedicationAdministration.dosage (or the resource) that document how long an
+# infusion ran or was to run, as vendors publish them.  Read as valueDuration / valueQuantity
+# in a time unit.
+INFUSION_DURATION_EXTENSIONS: tuple[str, ...] = (
+    EXT_INFUSION_DURATION,
+    "https://fhir-ehr.cerner.com/r4/StructureDefinition/infuse-over-time",  # Oracle Health (Cerner) Millennium R4
+    "https://fhir-ehr.cerner.com/dstu2/StructureDefinition/infuse-over-time",
+)
 
 # Where each event field comes from, per FHIR version.  The mapping code below follows this
 # table; tests/test_fhir_in.py checks each row.
@@ -74,17 +86,20 @@ FIELD_PATHS: dict[str, dict[str, str]] = {
     "access_device": {"R4": "device[0].reference (Device/<id>) or .display", "R5": "device[0].reference.reference or .concept"},
     "body_site": {"R4": "dosage.site.coding[0].code or .text", "R5": "dosage.site.coding[0].code or .text"},
     "access_type": {"R4": f"extension {EXT_ACCESS_TYPE}, else words in device display/site text", "R5": "same"},
-    "route": {"R4": "dosage.route (SNOMED CT, HL7 v2-0162, text)", "R5": "same"},
-    "method": {"R4": "dosage.method (HL7 v2-0165 IVP=push, IVPB=infusion, SNOMED CT, text)", "R5": "same"},
+    "route": {"R4": "dosage.route (SNOMED CT, HL7 v2-0162, v3 RouteOfAdministration, NCI FDA route; display; text)", "R5": "same"},
+    "method": {"R4": "dosage.method (SNOMED CT, HL7 v2-0165; display; text)", "R5": "same"},
     "dose": {"R4": "dosage.dose (value + UCUM code or unit)", "R5": "same"},
     "volume_ml": {"R4": "dosage.dose when its unit is a volume", "R5": "same"},
-    "rate_ml_per_h": {"R4": "dosage.rateQuantity | dosage.rateRatio (mL per h or min)", "R5": "same"},
+    "rate_ml_per_h": {"R4": "dosage.rateQuantity | dosage.rateRatio in a volume per time (mL/h, mL/min, L/h)", "R5": "same"},
+    "drug_rate": {"R4": "dosage.rateQuantity | dosage.rateRatio in a drug amount per time (mg/min, units/h, mcg/kg/min)", "R5": "same"},
+    "infusion_minutes": {"R4": "extension " + EXT_INFUSION_DURATION + " (or a vendor's, INFUSION_DURATION_EXTENSIONS) on dosage or the resource", "R5": "same"},
+    "unrecognised": {"R4": "dosage.route / dosage.method codes no vocabulary knows (system|code)", "R5": "same"},
     "kvo": {"R4": f"dosage.text or method text containing KVO/TKO/keep vein open, or extension {EXT_KVO}", "R5": "same"},
     "part_of_procedure": {"R4": "partOf -> Procedure/<id>", "R5": "partOf -> Procedure/<id>"},
     "wasted": {"R4": f"extension {EXT_WASTED}", "R5": "same"},
     "pump": {"R4": f"extension {EXT_PUMP}", "R5": "same"},
     "ndc": {"R4": f"drug coding with system {NDC_SYSTEM}", "R5": "same"},
-    "source_warnings": {"R4": "start/end given as a date without a time of day", "R5": "same"},
+    "source_warnings": {"R4": "start/end given as a date without a time of day; a rate that is not a rate", "R5": "same"},
 }
 
 
@@ -180,26 +195,21 @@ def _ref_id(ref: Any, resource_type: str) -> str | None:
 
 
 def _codings(cc: Any) -> tuple[Coding, ...]:
+    """Drug codings; a system given by OID (urn:oid:2.16.840.1.113883.6.88, ...) is read as its URI."""
     if cc is None:
         return ()
     return tuple(
-        Coding(system=c.system or "", code=c.code, display=c.display)
+        Coding(system=canonical_system(c.system) or "", code=c.code, display=c.display)
         for c in (cc.coding or [])
         if c.code
     )
 
 
-def _lookup(table: Mapping[str, Any], cc: Any) -> Any:
-    """First coding code, then display, then text found in ``table``."""
+def _concept(cc: Any) -> tuple[list[tuple[str | None, str | None, str | None]], str | None]:
+    """A CodeableConcept as (system, code, display) triples and its text."""
     if cc is None:
-        return None
-    for c in cc.coding or []:
-        for key in (c.code, c.display):
-            if key and key.strip().lower() in table:
-                return table[key.strip().lower()]
-    if cc.text and cc.text.strip().lower() in table:
-        return table[cc.text.strip().lower()]
-    return None
+        return [], None
+    return [(c.system, c.code, c.display) for c in cc.coding or []], cc.text
 
 
 def _aware(value: Any) -> datetime | None:
@@ -232,27 +242,34 @@ def _quantity(q: Any) -> Quantity | None:
     return Quantity(value=Decimal(q.value), unit=unit)
 
 
-def _rate_ml_per_h(dosage: Any, record_id: str | None) -> Decimal | None:
+def _rate(dosage: Any) -> Rate:
+    """dosage.rateQuantity, or rateRatio (numerator per denominator time), read as a rate."""
     if dosage.rateQuantity is not None:
         q = dosage.rateQuantity
-        unit = (q.code or q.unit or "").replace(" ", "").lower()
-        if q.value is None:
-            return None
-        vol, _, per = unit.partition("/")
-        vf, tf = VOLUME_UNITS.get(vol), TIME_UNITS_PER_HOUR.get(per.strip("{}"))
-        if vf is None or tf is None:
-            raise MappingError("dosage.rateQuantity unit is not a volume per time (mL/h, mL/min, ...)", record_id=record_id,
-                               resource_type="MedicationAdministration")
-        return Decimal(q.value) * vf * tf
-    if dosage.rateRatio is not None and dosage.rateRatio.numerator and dosage.rateRatio.denominator:
-        num, den = dosage.rateRatio.numerator, dosage.rateRatio.denominator
-        vf = VOLUME_UNITS.get((num.code or num.unit or "").lower())
-        tf = TIME_UNITS_PER_HOUR.get((den.code or den.unit or "").lower())
-        if vf is None or tf is None or num.value is None or not den.value:
-            raise MappingError("dosage.rateRatio is not a volume per time", record_id=record_id,
-                               resource_type="MedicationAdministration")
-        return Decimal(num.value) * vf * tf / Decimal(den.value)
-    return None
+        return read_rate(Decimal(q.value) if q.value is not None else None, q.code or q.unit, "dosage.rateQuantity")
+    ratio = dosage.rateRatio
+    if ratio is not None and ratio.numerator is not None and ratio.denominator is not None:
+        num, den = ratio.numerator, ratio.denominator
+        if num.value is None or not den.value:
+            return Rate(ignored="dosage.rateRatio has no numerator or denominator value; ignored")
+        unit = f"{num.code or num.unit or ''}/{den.code or den.unit or ''}"
+        return read_rate(Decimal(num.value) / Decimal(den.value), unit, "dosage.rateRatio")
+    return Rate()
+
+
+def _infusion_minutes(ma: Any) -> tuple[int | None, list[str]]:
+    """A documented infusion duration from the extensions in INFUSION_DURATION_EXTENSIONS."""
+    for holder, path in ((ma.dosage, "dosage.extension"), (ma, "extension")):
+        for ext in (getattr(holder, "extension", None) or []) if holder is not None else []:
+            if ext.url not in INFUSION_DURATION_EXTENSIONS:
+                continue
+            q = ext.valueDuration or ext.valueQuantity
+            minutes = duration_minutes(Decimal(q.value) if q is not None and q.value is not None else None,
+                                       (q.code or q.unit) if q is not None else None)
+            if minutes is None:
+                return None, [f"{path} infusion duration is not a positive time in min, h, s or d; ignored"]
+            return minutes, []
+    return None, []
 
 
 def _contained_code(resource: Any, reference: str | None) -> Any:
@@ -316,13 +333,21 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
     route = Route.UNKNOWN
     method = Method.UNKNOWN
     dose = body_site = site_text = None
-    rate = None
+    rate = Rate()
     kvo = False
+    unrecognised: list[str] = []
     if dosage is not None:
-        route = _lookup(ROUTE_CODES, dosage.route) or (Route.OTHER if dosage.route is not None else Route.UNKNOWN)
-        method = _lookup(METHOD_CODES, dosage.method) or Method.UNKNOWN
+        route_codings, route_text = _concept(dosage.route)
+        route, review = route_of(route_codings, route_text)
+        if review:
+            unrecognised.append("dosage." + review)
+        method, review = method_of(*_concept(dosage.method))
+        if review:
+            unrecognised.append("dosage." + review)
+        if method is Method.UNKNOWN:
+            method = implied_method(route_codings)
         dose = _quantity(dosage.dose)
-        rate = _rate_ml_per_h(dosage, rid)
+        rate = _rate(dosage)
         if dosage.site is not None:
             site_text = dosage.site.text or next((c.display for c in dosage.site.coding or [] if c.display), None)
             body_site = next((c.code for c in dosage.site.coding or [] if c.code), None) or dosage.site.text
@@ -332,6 +357,7 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
     if kvo_ext is not None and kvo_ext.valueBoolean is not None:
         kvo = bool(kvo_ext.valueBoolean)
 
+    infusion_minutes, duration_notes = _infusion_minutes(ma)
     prefix = "occurence" if version == "R5" else "effective"
     if period is not None:
         start, end = _aware(period.start), _aware(period.end)
@@ -339,7 +365,10 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
     else:
         start = _aware(start_value)
         notes = _partial(start_value, f"{prefix}DateTime")
-        end = end_of_single_time(start, method, route)
+        end = end_of_single_time(start, method, route, infusion_minutes is not None)
+    if rate.ignored:
+        notes.append(rate.ignored)
+    notes += duration_notes
 
     access_ext = _extension(ma, EXT_ACCESS_TYPE)
     wasted_ext = _extension(ma, EXT_WASTED)
@@ -368,13 +397,16 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
         access_type=access_type(access_ext.valueCode if access_ext is not None else None, device_text, device_id, site_text),
         dose=dose,
         volume_ml=volume_ml(dose),
-        rate_ml_per_h=rate,
+        rate_ml_per_h=rate.ml_per_h,
+        drug_rate=rate.drug_rate,
+        infusion_minutes=infusion_minutes,
         wasted=_quantity(wasted_ext.valueQuantity) if wasted_ext is not None else None,
         kvo=kvo,
         part_of_procedure=part_of_procedure,
         pump=pump,
         ndc=ndc_of(drug_codings),
         source_warnings=tuple(notes),
+        unrecognised=tuple(unrecognised),
     )
 
 

@@ -10,8 +10,11 @@ a :class:`MappingError` naming its control id, segment and field — never a val
 RAS: one administration per RXA; the RXR after a run of RXAs applies to each of them.
 RXA-21 action code: A adds, X (no change) is read as A, U replaces the earlier administration,
 D deletes it (it is kept as entered-in-error so the encounter's explanation still lists it).
-A rate is RXA-6/7 per RXA-12 (``125`` ``mL`` per ``H1``), or RXA-6 in a volume-per-time unit
-in RXA-7 (``10`` ``mL/h``).  Numbers and dates are bounded (:data:`MAX_AMOUNT`,
+A rate is RXA-6/7 per RXA-12 (``125`` ``mL`` per ``H1``), or RXA-6 in a rate unit in RXA-7
+(``10`` ``mL/h``, ``100`` ``mg/min``): a volume per time feeds the arithmetic, a drug per time is
+kept as text, and a rate that cannot be read is ignored with a warning (never rejected).
+Routes (RXR-1) and methods (RXR-4) are read in the coding system named in component 3 (HL7
+tables 0162 / 0165 when it is empty), then by their text.  Numbers and dates are bounded (:data:`MAX_AMOUNT`,
 :data:`PLAUSIBLE_YEARS`) so nothing downstream can overflow.
 ADT: A01/A04 open, A03 closes (discharge time PV1-45), A11 cancels, A13 reopens, A08 updates
 the patient class.  The trigger is MSH-9.2, else EVN-1 (older senders).
@@ -31,18 +34,23 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM
-from coding_core.model import AdministrationEvent, AdminStatus, Coding, EncounterClass, EncounterInfo, Method, Quantity, Route
+from coding_core.model import AdministrationEvent, AdminStatus, Coding, EncounterClass, EncounterInfo, Method, Quantity
 from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, summarize_validation_errors
 from mapping.hl7_er7 import Er7Error, read_segments, split_messages
 from mapping.vocabulary import (
-    METHOD_CODES,
-    ROUTE_CODES,
-    TIME_UNITS_PER_HOUR,
+    PER_HOUR,
+    V2_0162,
+    V2_0165,
     VOLUME_UNITS,
+    Rate,
     access_type,
     end_of_single_time,
+    implied_method,
+    method_of,
     ndc_of,
+    read_rate,
+    route_of,
     says_kvo,
     volume_ml,
 )
@@ -77,10 +85,10 @@ HL7_FIELDS: dict[str, tuple[str, int, int]] = {
     "per_time_unit": ("RXA", 12, 1),  # present: RXA-6/7 is a rate (e.g. 125 mL per H1)
     "completion_status": ("RXA", 20, 1), "action_code": ("RXA", 21, 1),
     "volume": ("RXA", 23, 1), "volume_units": ("RXA", 24, 1),
-    "route": ("RXR", 1, 1), "route_text": ("RXR", 1, 2),
+    "route": ("RXR", 1, 1), "route_text": ("RXR", 1, 2), "route_system": ("RXR", 1, 3),
     "site": ("RXR", 2, 1), "site_text": ("RXR", 2, 2),
     "device": ("RXR", 3, 1), "device_text": ("RXR", 3, 2),  # the access line: identity of the access site
-    "method": ("RXR", 4, 1), "method_text": ("RXR", 4, 2),
+    "method": ("RXR", 4, 1), "method_text": ("RXR", 4, 2), "method_system": ("RXR", 4, 3),
     "site_modifier": ("RXR", 6, 1),
 }
 HEADER_SEGMENTS = ("MSH", "EVN", "PID", "PV1")
@@ -233,14 +241,38 @@ def _decimal(value: str, field: str, fail: _Fail) -> Decimal | None:
     return d
 
 
-def _per_hour(units: str) -> Decimal | None:
-    """mL/h per unit of RXA-7 when it is a volume per time (mL/h, mL/hr, ml/min, L/h), else None;
-    read as the FHIR mapper reads dosage.rateQuantity."""
-    volume, slash, per = units.replace(" ", "").lower().partition("/")
-    if not slash:
-        return None
-    vol_factor, time_factor = VOLUME_UNITS.get(volume), TIME_UNITS_PER_HOUR.get(per.strip("{}"))
-    return vol_factor * time_factor if vol_factor is not None and time_factor is not None else None
+_TIME_WORDS = {unit.upper(): PER_HOUR[unit] for unit in PER_HOUR}  # RXA-12 spelled as a word: "min", "h"
+
+
+def _per_time_unit(units: str) -> bool:
+    """Is RXA-7 an amount per time ("mL/h", "mg/min", "mcg/kg/min"), not a dose ("mg/kg")?"""
+    return "/" in units and units.replace(" ", "").lower().rsplit("/", 1)[1] in PER_HOUR
+
+
+def _rate(amount: Decimal | None, units: str, per_time: str) -> Rate:
+    """RXA-6/7 per RXA-12 (or RXA-6 in a rate unit in RXA-7) -> a :class:`Rate`; never raises."""
+    where = LOCATION["per_time_unit"] if per_time else LOCATION["amount_units"]
+    if not per_time:
+        return read_rate(amount, units, where)
+    per = _PER_TIME.fullmatch(per_time.upper())
+    if per is not None and int(per.group(2) or 1) > 0:
+        hours = Decimal(SECONDS_PER[per.group(1)] * int(per.group(2) or 1)) / Decimal(3600)
+    elif per_time.upper() in _TIME_WORDS:
+        hours = 1 / _TIME_WORDS[per_time.upper()]
+    else:
+        return Rate(ignored=f"{where} is not a time unit (S/M/H/D<n>); the rate is ignored")
+    if amount is None:
+        return Rate(ignored=f"{where} is given without an amount in RXA-6; the rate is ignored")
+    return read_rate(amount / hours, f"{units}/h", where)
+
+
+def _coded(system: str, code: str) -> list[tuple[str | None, str | None, str | None]]:
+    return [(system or None, code, None)] if code else []
+
+
+def _table(system: str, field_table: str) -> str | None:
+    """The table a CWE's code is read in: its component 3 when named, else the field's HL7 table."""
+    return None if system else field_table
 
 
 def _codings(v: dict[str, str]) -> tuple[Coding, ...]:
@@ -280,27 +312,28 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
         raise fail(LOCATION["drug_code"], "no administered code or text: the drug cannot be identified")
 
     notes: list[str] = []
+    unrecognised: list[str] = []
     start = parse_time(v["start"], tz, LOCATION["start"], fail, notes)
-    route = ROUTE_CODES.get(v["route"].lower()) or ROUTE_CODES.get(v["route_text"].lower()) or (
-        Route.OTHER if v["route"] or v["route_text"] else Route.UNKNOWN)
-    method = METHOD_CODES.get(v["method"].lower()) or METHOD_CODES.get(v["method_text"].lower()) or Method.UNKNOWN
+    route, review = route_of(_coded(v["route_system"], v["route"]), v["route_text"] or None, _table(v["route_system"], V2_0162))
+    if review:
+        unrecognised.append("RXR-1 " + review.removeprefix("route "))
+    method, review = method_of(_coded(v["method_system"], v["method"]), v["method_text"] or None, _table(v["method_system"], V2_0165))
+    if review:
+        unrecognised.append("RXR-4 " + review.removeprefix("method "))
+    if method is Method.UNKNOWN:
+        method = implied_method(_coded(v["route_system"], v["route"]))
     end = parse_time(v["end"], tz, LOCATION["end"], fail, notes) if v["end"] else end_of_single_time(start, method, route)
 
     amount = _decimal(v["amount"], LOCATION["amount"], fail)
     units = v["amount_units"]
-    dose = rate = None
-    per_hour = _per_hour(units)
-    if v["per_time_unit"]:
-        per = _PER_TIME.fullmatch(v["per_time_unit"].upper())
-        vol_factor = VOLUME_UNITS.get(units.lower())
-        if per is None or int(per.group(2) or 1) == 0 or vol_factor is None or amount is None:
-            raise fail(LOCATION["per_time_unit"], "a rate needs RXA-6 in a volume unit per S/M/H/D<n> (n 1 to 9999) in RXA-12")
-        seconds = SECONDS_PER[per.group(1)] * int(per.group(2) or 1)
-        rate = amount * vol_factor * Decimal(3600) / Decimal(seconds)
-    elif amount is not None and per_hour is not None:  # "10" "mL/h": a rate, not a dose
-        rate = amount * per_hour
-    elif amount is not None and units:
-        dose = Quantity(value=amount, unit=units)
+    dose = None
+    rate = Rate()
+    if v["per_time_unit"] or _per_time_unit(units):  # RXA-6/7 is a rate ("125" "mL" per "H1", "10" "mL/h"), not a dose
+        rate = _rate(amount, units, v["per_time_unit"])
+        if rate.ignored:
+            notes.append(rate.ignored)
+    if rate.ml_per_h is None and rate.drug_rate is None and amount is not None and units and not _per_time_unit(units):
+        dose = Quantity(value=amount, unit=units)  # no usable rate: RXA-6/7 is read as the dose
     volume = _decimal(v["volume"], LOCATION["volume"], fail)
     vol_ml = volume * VOLUME_UNITS[v["volume_units"].lower()] if volume is not None and v["volume_units"].lower() in VOLUME_UNITS else volume_ml(dose)
 
@@ -322,10 +355,12 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
         access_type=access_type(None, v["device_text"], v["device"], v["site_text"]),
         dose=dose,
         volume_ml=vol_ml,
-        rate_ml_per_h=rate,
+        rate_ml_per_h=rate.ml_per_h,
+        drug_rate=rate.drug_rate,
         kvo=says_kvo(v["notes"], v["method_text"]),
         ndc=ndc_of(codings),
         source_warnings=tuple(notes),
+        unrecognised=tuple(unrecognised),
     )
     return Mapped("administration", admin_id, (None, sent), administration=event, mode=ACTION_MODES[action],
                   sources=_delivery(header))
@@ -414,6 +449,8 @@ def _map(header: dict[str, str], administrations: list[dict[str, str]], tz: Zone
         sent = parse_time(header["message_time"], tz, LOCATION["message_time"], fail, [])
         given = [_administration(header, v, tz, fail, sent) for v in administrations]
         if len({m.id for m in given}) != len(given):
+            # Told apart by position, an RXA-21 U or D naming the sub-ids could not say which it
+            # corrects: rejected whole, not guessed (a guess could charge a dose twice).
             raise fail("RXA-1/RXA-2", "two administrations of one order share the same sub-ids: they cannot be told apart")
         records += given
     return records

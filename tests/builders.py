@@ -7,7 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from coding_core.engine import code_encounter
-from coding_core.formulary import HCPCS_SYSTEM, Formulary, FormularyEntry
+from coding_core.formulary import RouteProduct, HCPCS_SYSTEM, Formulary, FormularyEntry
 from coding_core.model import (
     AdministrationEvent,
     AdminStatus,
@@ -48,10 +48,17 @@ DRUGS = {
     "P9016": ("red blood cells", "blood", 1, "each", False),
     "Q9967": ("low osmolar contrast", "contrast", 1, "mL", False),
 }
+# code: the drug's oral HCPCS code (billing unit value, unit, payer condition)
+ORAL = {
+    "J2405": RouteProduct(hcpcs="Q0162", billing_unit_value=Decimal(1), billing_unit="mg", note="is billable only as a substitute for an IV anti-emetic",
+                          requires_chemo=True),
+    "J1100": RouteProduct(hcpcs="J8540", billing_unit_value=Decimal("0.25"), billing_unit="mg"),
+}
 FORMULARY = Formulary(
     "test",
     [
-        FormularyEntry(hcpcs=code, name=n, drug_class=cls, billing_unit_value=Decimal(str(bu)), billing_unit=u, single_dose=sd)
+        FormularyEntry(hcpcs=code, name=n, drug_class=cls, billing_unit_value=Decimal(str(bu)), billing_unit=u, single_dose=sd,
+                       routes={"oral": ORAL[code]} if code in ORAL else {})
         for code, (n, cls, bu, u, sd) in DRUGS.items()
     ],
 )
@@ -94,6 +101,9 @@ def adm(
     pump: PumpType | None = None,
     access_type: str | None = None,
     text: str | None = None,
+    drug_rate: str | None = None,
+    infusion_minutes: int | None = None,
+    unrecognised: tuple[str, ...] = (),
 ) -> AdministrationEvent:
     s = at(start, day) if isinstance(start, str) else start
     e = at(end, day if end_day is None else end_day) if isinstance(end, str) else end
@@ -120,6 +130,9 @@ def adm(
         part_of_procedure=part_of_procedure,
         pump=pump,
         access_type=access_type,
+        drug_rate=drug_rate,
+        infusion_minutes=infusion_minutes,
+        unrecognised=unrecognised,
     )
 
 

@@ -99,8 +99,8 @@ def test_every_event_field_has_a_documented_source():
         ({"coding": [{"system": V2_0162, "code": "SC"}]}, Route.SC),
         ({"coding": [{"system": V2_0162, "code": "IM"}]}, Route.IM),
         ({"coding": [{"system": SCT, "code": "58100008"}]}, Route.INTRA_ARTERIAL),
-        ({"coding": [{"system": V2_0162, "code": "PO"}]}, Route.OTHER),
-        ({"text": "something the table does not know"}, Route.OTHER),
+        ({"coding": [{"system": V2_0162, "code": "PO"}]}, Route.ORAL),
+        ({"text": "something the table does not know"}, Route.UNRECOGNISED),
     ],
 )
 def test_route_table(route, expected):
@@ -161,10 +161,38 @@ def test_rate_converted_to_ml_per_hour(rate, expected):
     assert map_medication_administration(r4(dosage=d)).rate_ml_per_h == expected
 
 
-def test_rate_that_is_not_volume_per_time_is_a_mapping_error():
-    with pytest.raises(MappingError, match="rateQuantity unit is not a volume per time") as e:
-        map_medication_administration(r4(dosage=dosage(rateQuantity={"value": 5, "code": "mg/h"})))
-    assert e.value.record_id == "ma-1"
+@pytest.mark.parametrize(("rate", "drug_rate"), [
+    ({"value": 5, "code": "mg/h"}, "5 mg/h"), ({"value": 100, "code": "mg/min"}, "100 mg/min"),
+    ({"value": 2, "unit": "units/h"}, "2 units/h"), ({"value": 0.5, "code": "ug/kg/min"}, "0.5 ug/kg/min"),
+    ({"value": 10, "code": "mcg/kg/min"}, "10 mcg/kg/min"),
+])
+def test_a_drug_rate_is_kept_as_text_and_never_rejects_the_record(rate, drug_rate):
+    ev = map_medication_administration(r4(dosage=dosage(rateQuantity=rate)))
+    assert ev.rate_ml_per_h is None and ev.drug_rate == drug_rate and not ev.source_warnings
+
+
+@pytest.mark.parametrize(("rate", "why"), [
+    ({"value": 20, "code": "min"}, "is a duration, not a rate"),
+    ({"value": 5, "unit": "Jane Doe"}, "is not a rate per time"),
+    ({"value": 5, "code": "mL/kg"}, "is not a rate per time"),
+])
+def test_a_rate_that_is_not_a_rate_is_ignored_with_a_source_warning(rate, why):
+    ev = map_medication_administration(r4(dosage=dosage(rateQuantity=rate)))
+    assert ev.rate_ml_per_h is None and ev.drug_rate is None
+    assert [w for w in ev.source_warnings if why in w and "dosage.rateQuantity" in w]
+    assert not any("Jane" in w for w in ev.source_warnings)
+
+
+def test_a_drug_rate_ratio_and_a_volume_rate_ratio():
+    def ratio(numerator: dict, denominator: dict) -> dict:
+        d = dosage(rateRatio={"numerator": numerator, "denominator": denominator})
+        del d["rateQuantity"]
+        return d
+
+    mg = map_medication_administration(r4(dosage=ratio({"value": 100, "code": "mg"}, {"value": 1, "code": "min"})))
+    assert mg.drug_rate == "100 mg/min" and mg.rate_ml_per_h is None
+    ml = map_medication_administration(r4(dosage=ratio({"value": 250, "code": "mL"}, {"value": 2, "code": "h"})))
+    assert ml.rate_ml_per_h == 125
 
 
 def test_volume_from_a_dose_in_ml():
@@ -257,7 +285,7 @@ def test_errors_name_the_record_and_field_but_never_the_values():
         map_medication_administration(r4(dosage=dosage(dose={"value": "SMITH-JOHN", "code": "mg"})))
     assert "dosage" in str(e.value) and "SMITH" not in str(e.value)
     # a feed that puts free text in a coded element: the text is never echoed
-    for change in ({"status": "Jane Doe"}, {"dosage": dosage(rateQuantity={"value": 5, "unit": "Jane Doe"})},
+    for change in ({"status": "Jane Doe"},
                    {"extension": [{"url": "https://infusion-charges.dev/fhir/StructureDefinition/pump-type", "valueCode": "JaneDoe"}]}):
         with pytest.raises(MappingError) as e:
             map_medication_administration(r4(**change))

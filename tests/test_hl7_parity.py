@@ -77,8 +77,10 @@ def as_hl7(visit: str, patient_class: str, admins: list[Admin], local_offsets: b
     segs = [msh("C1", time="20261102080000"), pid("MRN1"), pv1(visit, patient_class, **pv1_extra)]
     for a in admins:
         segs.append(orc(filler=a.filler))
+        given = ({"amount": a.rate_ml_h, "units": "mL", "f12": "H1", "f23": a.amount or "", "f24": a.units or ""} if a.rate_ml_h
+                 else {"amount": a.amount or "", "units": a.units or ""})  # a rate in RXA-6/7/12, its volume in RXA-23/24
         segs.append(rxa(hl7_time(a.start, local_offsets), hl7_time(a.end, local_offsets) if a.end else "",
-                        code=a.code, text=a.text, amount=a.amount or "", units=a.units or "", status=status[a.status]))
+                        code=a.code, text=a.text, status=status[a.status], **given))
         segs.append(rxr(a.route, a.site or "", a.device or "", a.method or ""))
     return message(*segs)
 

@@ -507,7 +507,7 @@ def test_an_encounter_too_large_to_write_is_blocked_alone_and_nothing_of_it_is_d
     from connectors.codec import loads
     from connectors.ops import safe_id
 
-    settings = settings_for(kafka_bootstrap, max_state_bytes=64 * 1024)
+    settings = settings_for(kafka_bootstrap, max_state_bytes=32 * 1024)
     truth = offline_truth()
     big = [r4(id=f"ma-big-{i}", context={"reference": "Encounter/enc-big"}) for i in range(120)]
     sent_ids = {a["id"] for a in big}
@@ -532,7 +532,7 @@ def test_an_encounter_too_large_to_write_is_blocked_alone_and_nothing_of_it_is_d
         # to publish first, then the state too large to write
         assert b"StateTooLarge" in types and b"EncounterBlocked" in types, types
         assert set(types) <= {b"StateTooLarge", b"RevisionTooLarge", b"EncounterBlocked"}, types
-        assert all(b"over max_state_bytes 65536" in dict(r.headers)["error.message"] for r in got if dict(r.headers)["error.type"] == b"StateTooLarge")
+        assert all(b"over max_state_bytes 32768" in dict(r.headers)["error.message"] for r in got if dict(r.headers)["error.type"] == b"StateTooLarge")
         assert len({r.value for r in got}) == len(got), "each record dead-lettered once"
 
         # nothing silently dropped: every record of the encounter is in its kept state or dead-lettered

@@ -35,7 +35,7 @@ CASES = [
     Case("no stop time on a documented infusion: not billable, warning",
          lambda: [adm(THER, "09:00", method=Method.INFUSION, rate=100)], [], {"missing-stop-time"}),
     Case("hydration without stop: stop = volume / rate (1000 mL at 500 mL/h = 2 h)",
-         lambda: [adm(NS, "09:00", volume=1000, rate=500)], [("96360", 1), ("96361", 1)], {"stop-time-derived"}),
+         lambda: [adm(NS, "09:00", volume=1000, rate=500)], [("96360", 1), ("96361", 1)], {"derived-stop-time"}),
     Case("hydration without stop and without rate: not billable",
          lambda: [adm(NS, "09:00", volume=1000)], [], {"missing-stop-time"}),
     # --- thresholds and additional-hour units --------------------------------------------------

@@ -59,11 +59,11 @@ EXAMPLES = [
      [("96365", 1), ("96368", 1)]),
     ("002: hierarchy does not apply to SQ/IM injections",
      lambda: [adm(THER, "09:00", route="im", site=None), adm(THER2, "09:05", "09:35")], [("96365", 1), ("96372", 1)]),
-    # seed 002 says 96368 is "chargeable once per day"; CODING_RULES (CMS facility): once per encounter.
-    ("002 contradicts CMS: 96368 once per encounter, not per day (observation over two days)",
+    # seed 002 says 96368 is "chargeable once per day": so does CPT (once per date of service, MUE 1).
+    ("002: 96368 once per date of service (observation over two days)",
      lambda: [adm(THER, "09:00", "10:00"), adm(THER2, "09:10", "09:40"),
               adm(THER, "09:00", "10:00", day=1), adm(THER3, "09:10", "09:40", day=1)],
-     [("96365", 1), ("96366", 1), ("96368", 1)]),
+     [("96365", 1), ("96366", 1), ("96368", 1), ("96368", 1)]),
     # seed 000 (SunKnowledge 96413): "96413 ... administered over a period of 15 minutes" - CPT: >= 16 min;
     # 15 min is a push (96409).
     ("000 contradicts CPT: a 15-minute chemo infusion is 96409, 96413 needs 16 min", lambda: [adm(CHEMO, "09:00", "09:15")], [("96409", 1)]),
