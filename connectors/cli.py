@@ -147,7 +147,8 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(
         f"infusion-charges: {len(encounters)} encounters, {n_admin} administrations coded; "
         f"{len(collector.errors)} records rejected, {collector.duplicates} duplicates ignored, "
-        f"{collector.replaced} replaced by newer versions, {collector.ignored} other resources ignored",
+        f"{collector.replaced} replaced by newer versions, {collector.outdated} older versions ignored, "
+        f"{collector.ignored} other resources ignored",
         file=err,
     )
     return EXIT_REJECTED if collector.errors or failed else EXIT_OK

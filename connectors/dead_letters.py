@@ -27,6 +27,7 @@ class DeadLetters:
         """``record`` (a consumed Kafka record) to the dead-letter topic, or ``value`` in its place."""
         self.stats["dead_letters"] += 1
         self.metrics.dead_lettered.labels(record.topic).inc()
+        self.metrics.dead_letters.labels(error_type).inc()
         headers = [
             ("source.topic", record.topic.encode()), ("source.partition", str(record.partition).encode()),
             ("source.offset", str(record.offset).encode()), ("error.type", error_type.encode()),

@@ -38,6 +38,11 @@ class Metrics:
         self.dead_lettered = Counter("infusion_charges_messages_dead_lettered", "Messages sent to the dead-letter topic",
                                      ["topic"], registry=r)
         self.revisions = Counter("infusion_charges_revisions_published", "Charge revisions published", registry=r)
+        self.records = Counter("infusion_charges_records", "Events records applied to encounter state, by outcome (added, "
+                               "replaced, merged, duplicate, outdated: an older version arriving late, retired, blocked)",
+                               ["outcome"], registry=r)
+        self.dead_letters = Counter("infusion_charges_dead_letters", "Messages sent to the dead-letter topic, by error type",
+                                    ["error_type"], registry=r)
         self.coding_failures = Counter("infusion_charges_coding_failures", "Encounters whose coding raised an error",
                                        registry=r)
         self.rebalances = Counter("infusion_charges_rebalances", "Partition assignments received", registry=r)

@@ -72,6 +72,7 @@ class EncounterProcessor:
         state = store.get(key) or EncounterState(encounter_id=key)
         # the event's JSON is what the state stores for a new record: no need to write it out again
         outcome = state.apply(mapped, record.timestamp, as_json=doc)
+        self.metrics.records.labels(outcome).inc()
         if outcome == "retired":
             self.dead_letters.send(record, "ArrivedAfterRetention",
                                    f"encounter {key} is past its {self.settings.retention_days}-day retention window; "
@@ -81,7 +82,7 @@ class EncounterProcessor:
             self.dead_letters.send(record, "EncounterBlocked", f"encounter {key} is blocked ({state.blocked}); "
                                    "the record was not applied", value=event_json(doc))
             return
-        if outcome != "duplicate":
+        if outcome not in ("duplicate", "outdated"):
             store.put(key, state)
             self._changed_by.setdefault((record.partition, key), []).append((record, doc))
         self._code_if_due(store, state, record, doc)

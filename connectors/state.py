@@ -60,7 +60,8 @@ class EncounterState(BaseModel):
 
     def apply(self, mapped: Mapped, timestamp_ms: int, as_json: dict[str, Any] | None = None) -> str:
         """Take one mapped record; returns the outcome ("added", "replaced", "merged", "duplicate",
-        or "retired": the encounter is past its retention window and the record was not taken).
+        "outdated", or "retired": the encounter is past its retention window and the record was
+        not taken).
         ``as_json``: the record's ``to_json`` form when the caller has it already (the events
         topic carries it): a record not held yet is stored as it came instead of written out
         again (``Mapped.from_json`` then ``to_json`` gives the same data back)."""
@@ -71,7 +72,7 @@ class EncounterState(BaseModel):
         key = f"{mapped.kind}:{mapped.id}"
         held = self._held(key)
         kept, outcome = resolve(held, mapped)
-        if outcome != "duplicate":
+        if outcome not in ("duplicate", "outdated"):
             stored = as_json if held is None and as_json is not None else kept.to_json()  # held is None: kept is mapped
             if stored != self.records.get(key):
                 self.records[key] = stored

@@ -2,10 +2,12 @@
 
 Profile (also in the README, "Output contract"):
 
-* ``id`` — deterministic: a hash of the encounter, code system, code, modifiers, date of
-  service, rule, access site and drug, plus an ordinal when two lines share all of those.
-  Units and the explanation are *not* part of it, so a re-coded encounter keeps its line ids
-  and a changed quantity is an update of the same charge.
+* ``id`` — deterministic: a hash of what the line is about (:func:`line_key`): the encounter,
+  the administrations the line came from, its date of service and the part of their service
+  it charges, plus an ordinal when two lines share all of those.  The code, units and the
+  explanation are *not* part of it, so a re-coded encounter keeps its line ids, a changed code
+  or quantity is an update of the same charge, and no other line's id moves when an
+  administration is removed.
 * ``status`` = ``billable``; ``code.coding`` = CPT (``http://www.ama-assn.org/go/cpt``) or
   HCPCS (``http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets``).
 * ``quantity.value`` = units; ``occurrenceDateTime`` = the date of service (a FHIR date).
@@ -41,13 +43,17 @@ ACCESS_SITE_SYSTEM = "urn:infusion-charges:access-site"
 
 
 def line_key(encounter_id: str, line: CodedLine) -> str:
-    """What makes a charge line the same line across re-codings of its encounter."""
-    return "|".join(
-        (
-            encounter_id, line.system, line.code, ",".join(line.modifiers), line.service_date.isoformat(),
-            line.rule, line.access_site or "", (line.drug_name or "") if line.system == "HCPCS" else "",
-        )
-    )
+    """What makes a charge line the same line across re-codings of its encounter: what it is
+    about -- the administrations it came from, its date of service, and which part of their
+    service it charges (the service itself, its added hours, the drug, the drug discarded) --
+    not how it is coded.  Removing, adding or re-ranking other administrations never moves an id
+    to another service; a line re-coded (96367 becoming 96365, a new HCPCS code for the drug)
+    is an update of the same charge."""
+    if line.system == "HCPCS":
+        part = "drug-wasted" if line.rule == "drug.wasted" else "drug"
+    else:
+        part = "added-hours" if line.rule.endswith("added-hour") else "service"
+    return "|".join((encounter_id, part, line.service_date.isoformat(), ",".join(sorted(line.administration_ids))))
 
 
 def charge_item_ids(encounter_id: str, lines: Sequence[CodedLine]) -> list[str]:

@@ -7,6 +7,7 @@ delete (see ``Mapped.mode``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -66,36 +67,105 @@ class Mapped:
         )
 
 
-def is_newer(candidate: tuple[int | None, datetime | None], current: tuple[int | None, datetime | None]) -> bool:
-    """Does a re-sent record replace the one we hold?  versionId decides, else lastUpdated;
-    with neither, a repeat is a duplicate."""
+def order(candidate: tuple[int | None, datetime | None], current: tuple[int | None, datetime | None]) -> int:
+    """Which of two versions of a record is newer: 1 the candidate, -1 the current, 0 neither says.
+
+    ``meta.versionId`` first (a versioned record beats one without), then ``meta.lastUpdated``
+    (HL7: MSH-7) the same way.  0: the caller decides by content and arrival order."""
     (cv, cu), (ov, ou) = candidate, current
     if cv is not None and ov is not None and cv != ov:
-        return cv > ov
-    if cu is not None and ou is not None and cu != ou:
-        if cu.tzinfo is None or ou.tzinfo is None:
-            return False
-        return cu > ou
-    return False
+        return 1 if cv > ov else -1
+    if (cv is None) != (ov is None):
+        return 1 if cv is not None else -1
+    if cu is not None and ou is not None and cu != ou and cu.tzinfo is not None and ou.tzinfo is not None:
+        return 1 if cu > ou else -1
+    if (cu is None) != (ou is None) and cv is None:
+        return 1 if cu is not None else -1
+    return 0
+
+
+def is_newer(candidate: tuple[int | None, datetime | None], current: tuple[int | None, datetime | None]) -> bool:
+    return order(candidate, current) > 0
+
+
+RESENT_WITH_CHANGES = "the same delivery (MSH-10 control id) was received again with different content: read as an update"
 
 
 def resolve(held: Mapped | None, incoming: Mapped) -> tuple[Mapped, str]:
     """What to keep when ``incoming`` arrives for a record id already holding ``held``, and
-    what happened: "added", "merged", "replaced" or "duplicate" (``held`` kept).  The one rule
-    for repeats, shared by the command line and the pipeline's state store."""
+    what happened: "added", "merged", "replaced", "duplicate" (the same content again: ``held``
+    kept) or "outdated" (an older version arriving late: ``held`` kept).  The one rule for
+    repeats, shared by the command line and the pipeline's state store.
+
+    Same id, no version to tell them apart: identical content is a duplicate, changed content
+    the next version (arrival order).  An HL7 delivery seen before (its MSH-10) is a duplicate
+    when its content is the same, an update (with a warning) when it is not."""
+    if incoming.sources and not all("#" in d for d in incoming.sources):
+        incoming = stamped(incoming)  # the mappers stamp their records; one read back from an older worker may not be
     if held is None:
         return incoming, "added"
-    if incoming.sources and set(incoming.sources) <= set(held.sources):
-        return held, "duplicate"  # a delivery already applied to this record
+    if incoming.sources:
+        before = _deliveries(held.sources)
+        if all(d in before for d in _deliveries(incoming.sources)):
+            if all(before[d] in (None, digest) for d, digest in _deliveries(incoming.sources).items()):
+                return held, "duplicate"  # a delivery already applied to this record, as it was then
+            # The same delivery with other content (a mapping fix, a corrected re-send): an update.
+            incoming = _with_warning(replace(incoming, version=held.version, mode="replace"), RESENT_WITH_CHANGES)
     kept, outcome = _resolve_content(held, incoming)
     if incoming.sources:
-        seen = tuple(dict.fromkeys((*held.sources, *kept.sources, *incoming.sources)))[-MAX_SOURCES:]
+        merged = {**_deliveries(held.sources), **_deliveries(kept.sources), **_deliveries(incoming.sources)}
+        seen = tuple(f"{d}#{digest}" if digest else d for d, digest in merged.items())[-MAX_SOURCES:]
         if seen != kept.sources:
             kept = replace(kept, sources=seen)
     return kept, outcome
 
 
+def stamped(m: Mapped) -> Mapped:
+    """The record with each delivery stamped with a digest of the content it carried
+    ("<id>#<digest>"): the same delivery again is a duplicate only if it carries the same."""
+    digest = _digest(m)
+    return replace(m, sources=tuple(f"{d}#{digest}" for d in _deliveries(m.sources)))
+
+
+def _deliveries(sources: tuple[str, ...]) -> dict[str, str | None]:
+    """delivery id -> digest of what it carried (None: remembered before digests were kept)."""
+    out: dict[str, str | None] = {}
+    for s in sources:
+        delivery, _, digest = s.partition("#")
+        out[delivery] = digest or None
+    return out
+
+
+def _digest(m: Mapped) -> str:
+    if m.administration is not None:
+        body = m.administration.model_dump_json()
+    elif m.encounter is not None:
+        body = m.encounter.model_dump_json(exclude_unset=m.mode in ("merge", "fill"))
+    else:
+        body = ""
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
 MAX_SOURCES = 64  # deliveries remembered per record
+
+
+def _same_content(a: Mapped, b: Mapped) -> bool:
+    if a.kind != b.kind or a.mode != b.mode:
+        return False
+    if a.administration is not None or b.administration is not None:
+        return a.administration == b.administration
+    if a.encounter is None or b.encounter is None:
+        return a.encounter is b.encounter
+    if a.mode in ("merge", "fill"):  # an update carries only the fields it sets
+        return all(getattr(a.encounter, k) == getattr(b.encounter, k) for k in b.encounter.model_fields_set)
+    return a.encounter == b.encounter
+
+
+def _with_warning(m: Mapped, warning: str) -> Mapped:
+    if m.administration is None or warning in m.administration.source_warnings:
+        return m
+    event = m.administration.model_copy(update={"source_warnings": (*m.administration.source_warnings, warning)})
+    return replace(m, administration=event)
 
 
 def _resolve_content(held: Mapped, incoming: Mapped) -> tuple[Mapped, str]:
@@ -107,9 +177,16 @@ def _resolve_content(held: Mapped, incoming: Mapped) -> tuple[Mapped, str]:
         update = {k: getattr(incoming.encounter, k) for k in fields}
         version = held.version if older or incoming.version == (None, None) else incoming.version
         return replace(held, version=version, encounter=held.encounter.model_copy(update=update)), "merged"
-    if (incoming.mode == "replace" and not is_newer(held.version, incoming.version)) or is_newer(incoming.version, held.version):
+    newer = order(incoming.version, held.version)
+    if incoming.mode == "replace" and newer >= 0:  # HL7 RXA-21 U / D: replaces unless sent before it
         return incoming, "replaced"
-    return held, "duplicate"
+    if newer > 0:
+        return incoming, "replaced"
+    if newer < 0:
+        return held, "outdated"
+    if _same_content(held, incoming):
+        return held, "duplicate"
+    return incoming, "replaced"  # changed content and nothing to say which is newer: arrival order
 
 
 @dataclass
@@ -121,6 +198,7 @@ class FeedCollector:
     errors: list[MappingError] = field(default_factory=list)
     duplicates: int = 0
     replaced: int = 0
+    outdated: int = 0
     ignored: int = 0
 
     def reject(self, error: MappingError, *, source: str, position: str) -> None:
@@ -141,6 +219,8 @@ class FeedCollector:
             self.replaced += 1
         elif outcome == "duplicate":
             self.duplicates += 1
+        elif outcome == "outdated":
+            self.outdated += 1
 
     def by_encounter(self) -> dict[str, tuple[EncounterInfo, list[AdministrationEvent]]]:
         """Encounter id -> (encounter info, its administrations in arrival order)."""

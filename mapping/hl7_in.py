@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM
 from coding_core.model import AdministrationEvent, AdminStatus, Coding, EncounterClass, EncounterInfo, Method, Quantity
-from mapping.collector import FeedCollector, Mapped
+from mapping.collector import FeedCollector, Mapped, stamped
 from mapping.errors import MappingError, summarize_validation_errors
 from mapping.hl7_er7 import Er7Error, read_segments, split_messages
 from mapping.vocabulary import (
@@ -362,8 +362,8 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
         source_warnings=tuple(notes),
         unrecognised=tuple(unrecognised),
     )
-    return Mapped("administration", admin_id, (None, sent), administration=event, mode=ACTION_MODES[action],
-                  sources=_delivery(header))
+    return stamped(Mapped("administration", admin_id, (None, sent), administration=event, mode=ACTION_MODES[action],
+                          sources=_delivery(header)))
 
 
 def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: _Fail) -> Mapped:
@@ -392,7 +392,7 @@ def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: 
     # Messages can reach us out of order (several partitions); MSH-7 orders them, so a
     # late-arriving older A04 cannot reopen an encounter a newer A03 closed (same for RXA-21 U/D).
     sent = parse_time(header["message_time"], tz, LOCATION["message_time"], fail, [])
-    return Mapped("encounter", info.id, (None, sent), encounter=info, mode="merge", sources=_delivery(header))
+    return stamped(Mapped("encounter", info.id, (None, sent), encounter=info, mode="merge", sources=_delivery(header)))
 
 
 def _delivery(header: dict[str, str]) -> tuple[str, ...]:

@@ -374,24 +374,43 @@ def _meta(version=None, updated=None) -> dict:
     return {k: v for k, v in (("versionId", version), ("lastUpdated", updated)) if v is not None}
 
 
+NEW_END = "2026-03-02T11:00:00-05:00"
+
+
 @pytest.mark.parametrize(
-    ("first", "second", "kept_end", "duplicates", "replaced"),
+    ("first", "second", "kept_end", "counts"),
     [
-        (_meta(), _meta(), END, 1, 0),  # same id, no version: duplicate, first kept
-        (_meta("1"), _meta("2"), "2026-03-02T11:00:00-05:00", 0, 1),  # newer version replaces
-        (_meta("3"), _meta("2"), END, 1, 0),  # an older version arriving late is ignored
-        (_meta(updated="2026-03-02T12:00:00Z"), _meta(updated="2026-03-02T13:00:00Z"), "2026-03-02T11:00:00-05:00", 0, 1),
-        (_meta(updated="2026-03-02T13:00:00Z"), _meta(updated="2026-03-02T12:00:00Z"), END, 1, 0),
+        # (duplicates, replaced, outdated)
+        (_meta(), _meta(), NEW_END, (0, 1, 0)),  # same id, no version, changed content: the next version (arrival order)
+        (_meta("1"), _meta("2"), NEW_END, (0, 1, 0)),  # newer version replaces
+        (_meta("3"), _meta("2"), END, (0, 0, 1)),  # an older version arriving late is ignored, counted as outdated
+        (_meta(), _meta("2"), NEW_END, (0, 1, 0)),  # a versioned record beats an unversioned one...
+        (_meta("2"), _meta(), END, (0, 0, 1)),  # ... whichever arrives first
+        (_meta(updated="2026-03-02T12:00:00Z"), _meta(updated="2026-03-02T13:00:00Z"), NEW_END, (0, 1, 0)),
+        (_meta(updated="2026-03-02T13:00:00Z"), _meta(updated="2026-03-02T12:00:00Z"), END, (0, 0, 1)),
+        (_meta("2", "2026-03-02T13:00:00Z"), _meta("2", "2026-03-02T13:00:00Z"), NEW_END, (0, 1, 0)),  # same version, changed: arrival
     ],
 )
-def test_resent_records(first, second, kept_end, duplicates, replaced):
+def test_resent_records(first, second, kept_end, counts):
     a = r4(meta=first) if first else r4()
-    b = r4(meta=second, effectivePeriod={"start": START, "end": "2026-03-02T11:00:00-05:00"}) if second else r4(
-        effectivePeriod={"start": START, "end": "2026-03-02T11:00:00-05:00"})
+    b = r4(meta=second, effectivePeriod={"start": START, "end": NEW_END}) if second else r4(
+        effectivePeriod={"start": START, "end": NEW_END})
     c = collect([("1", a), ("2", b)])
     held = c.administrations["ma-1"].administration
     assert held.end == datetime.fromisoformat(kept_end)
-    assert (c.duplicates, c.replaced) == (duplicates, replaced)
+    assert (c.duplicates, c.replaced, c.outdated) == counts
+
+
+@pytest.mark.parametrize("meta", [_meta(), _meta("1"), _meta(updated="2026-03-02T12:00:00Z")])
+def test_the_same_content_again_is_a_duplicate(meta):
+    c = collect([("1", r4(meta=meta)), ("2", r4(meta=meta))])
+    assert (c.duplicates, c.replaced, c.outdated) == (1, 0, 0)
+
+
+def test_an_encounter_sent_in_progress_then_finished_without_meta_closes():
+    a = {"resourceType": "Encounter", "id": "e-1", "status": "in-progress", "class": {"code": "AMB"}}
+    c = collect([("1", a), ("2", {**a, "status": "finished"})])
+    assert c.encounters["e-1"].encounter.status == "finished" and c.replaced == 1
 
 
 def test_by_encounter_groups_and_fills_encounter_info():

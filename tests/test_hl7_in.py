@@ -531,3 +531,21 @@ def test_two_administrations_of_one_order_with_the_same_sub_ids_are_an_error():
     text = ras("C7", "V1", [("F1", [rxa(T0, "20261102100000"), rxa(T0, "20261102093500", code="J2405", text="ondansetron", amount="8"), rxr()])])
     with pytest.raises(MappingError, match="C7: RXA-1/RXA-2: two administrations"):
         map_message(text, TZ)
+
+
+def test_a_message_re_sent_with_the_same_control_id_and_changed_content_is_an_update_with_a_warning():
+    first = ras("C1", "V1", [("F1", [rxa(T0, "20261102100000"), rxr()])])
+    fixed = ras("C1", "V1", [("F1", [rxa(T0, "20261102103000"), rxr()])])  # the stop time corrected, same MSH-10
+    c = feed(first, fixed)
+    held = c.administrations["F1-0-1"].administration
+    assert held.end is not None and held.end.minute == 30
+    assert c.replaced == 1 and any("received again with different content" in w for w in held.source_warnings)
+    again = feed(first, fixed, fixed)  # the corrected message once more: a duplicate now
+    assert again.duplicates == c.duplicates + 1 and again.replaced == 1
+
+
+def test_a_message_re_sent_unchanged_is_a_duplicate():
+    first = ras("C1", "V1", [("F1", [rxa(T0, "20261102100000"), rxr()])])
+    c = feed(first, first)
+    assert c.replaced == 0 and c.duplicates >= 1
+    assert not c.administrations["F1-0-1"].administration.source_warnings

@@ -152,3 +152,28 @@ def test_the_events_reader_refuses_what_the_standard_library_refuses(value):
     from connectors.codec import loads as _loads
 
     assert repr(_read(_loads, value)) == repr(_read(json.loads, value))
+
+
+@SETTINGS
+@given(encounter_events(), st.data())
+def test_deleting_one_administration_never_moves_a_line_id_to_another_service(events, data) -> None:
+    """ChargeItem ids name what a line is about: removing one administration withdraws or
+    changes the lines that referenced it; no id comes to mean another service, and every line
+    about the same administrations, date and part keeps its id."""
+    from mapping.chargeitem_out import charge_item_ids
+
+    gone = data.draw(st.sampled_from([e.id for e in events]))
+    before, after = _code(events), _code([e for e in events if e.id != gone])
+
+    def about(result) -> dict[str, tuple]:
+        subjects = [(tuple(sorted(ln.administration_ids)), ln.service_date, ln.system,
+                     ln.rule.endswith("added-hour") or ln.rule == "drug.wasted") for ln in result.lines]
+        return dict(zip(charge_item_ids("enc-1", result.lines), subjects, strict=True))
+
+    old, new = about(before), about(after)
+    for item_id, subject in new.items():
+        if item_id in old:
+            assert old[item_id] == subject  # the same id: the same administrations, date and part
+    for item_id, subject in old.items():
+        if gone not in subject[0] and subject in new.values():
+            assert item_id in new  # a line about what is still there keeps its id
