@@ -224,6 +224,42 @@ def run_repartition(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def run_dead_letters(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``infusion-charges dead-letters list|show|replay`` (see connectors/redrive.py)."""
+    from connectors import redrive
+    from connectors.errors import WorkerFailed
+    from connectors.settings import Settings
+
+    try:
+        settings = Settings.load(args.config, bootstrap_servers=args.bootstrap_servers)
+        ids = getattr(args, "ids", None) or ([args.id] if getattr(args, "id", None) else [])
+        if args.action == "replay" and not (ids or args.error_type or args.source_topic or args.all):
+            print("infusion-charges: error: replay needs ids, --error-type, --source-topic or --all", file=err)
+            return EXIT_FAILED
+        letters = redrive.select(redrive.read(settings), ids, args.error_type, args.source_topic)
+        missing = sorted(set(ids) - {d.name for d in letters})
+        if missing:
+            print(f"infusion-charges: error: no dead letter {', '.join(missing)} on {settings.topics.dead_letter}", file=err)
+            return EXIT_FAILED
+        if args.action == "list":
+            for d in letters:
+                print(json.dumps(d.summary()), file=out)
+            print(f"infusion-charges: {len(letters)} dead letters", file=err)
+        elif args.action == "show":
+            print(redrive.show(letters[0], args.payload), file=out)
+        else:
+            done = redrive.replay(settings, letters, dry_run=args.dry_run)
+            for name, why in done.skipped:
+                print(f"infusion-charges: {name} not replayed: {why}", file=err)
+            verb = "would replay" if args.dry_run else "replayed"
+            print(f"infusion-charges: {verb} {len(done.sent)} dead letters, {len(done.skipped)} skipped", file=err)
+            return EXIT_OK if not done.skipped else EXIT_FAILED
+    except (FileNotFoundError, ValueError, WorkerFailed) as e:
+        print(f"infusion-charges: error: {e}", file=err)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def run_bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from connectors.bench import main as bench_main
 
@@ -254,6 +290,26 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--assume-stopped", action="store_true",
                      help="go on when the broker cannot say whether the group has members (you stopped every worker)")
     rep.set_defaults(handler=run_repartition)
+    dl = sub.add_parser("dead-letters", help="list, show or replay the dead-letter topic's messages")
+    dl_sub = dl.add_subparsers(dest="action", required=True)
+    for name, text in (("list", "one JSON line per dead letter: id, time, error type, source, size (no payload)"),
+                       ("show", "one dead letter with its error message (its payload only with --payload)"),
+                       ("replay", "send dead letters back to their source topic, marked as re-driven")):
+        a = dl_sub.add_parser(name, help=text)
+        a.add_argument("--config", metavar="FILE", required=True, help="the workers' settings (YAML)")
+        a.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers (comma-separated)")
+        if name == "show":
+            a.add_argument("id", metavar="PARTITION:OFFSET", help="the dead letter's place on the dead-letter topic")
+            a.add_argument("--payload", action="store_true", help="include the message itself (it may hold PHI)")
+        else:
+            a.add_argument("--error-type", help="only letters of this error type (e.g. MappingError)")
+            a.add_argument("--source-topic", help="only letters from this topic")
+        if name == "replay":
+            a.add_argument("ids", nargs="*", metavar="PARTITION:OFFSET", help="the dead letters to replay")
+            a.add_argument("--all", action="store_true", help="replay every selected letter (needed without ids or filters)")
+            a.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
+        defaults = {"error_type": None, "source_topic": None, "all": False, "dry_run": False, "payload": False, "ids": [], "id": None}
+        a.set_defaults(handler=run_dead_letters, **{k: v for k, v in defaults.items() if k not in {x.dest for x in a._actions}})
     bench = sub.add_parser("bench", help="pipeline benchmark on the embedded broker (see connectors/bench.py)")
     bench.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
     bench.add_argument("--seed", type=int, default=7)

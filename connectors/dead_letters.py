@@ -33,6 +33,7 @@ class DeadLetters:
             ("source.offset", str(record.offset).encode()), ("error.type", error_type.encode()),
             ("error.message", message[:4000].encode()),
         ]
+        headers += [(k, v) for k, v in (getattr(record, "headers", None) or ()) if k == "redrive.of"]  # a re-drive failing again
         if value is None:
             value = record.value
         if value is not None and len(value) > self.max_bytes:

@@ -19,6 +19,7 @@ from connectors.clients import Outbox
 from connectors.codec import event_json
 from connectors.dead_letters import DeadLetters
 from connectors.hold import CloseHold
+from connectors.redrive import REDRIVE_HEADER
 from connectors.routing import Router, route_fhir, route_hl7
 from connectors.settings import Settings
 from mapping.collector import Mapped
@@ -42,6 +43,9 @@ class Intake:
 
     def handle(self, record: Any) -> None:
         self.stats["input"] += 1
+        if record.headers and any(k == REDRIVE_HEADER for k, _ in record.headers):
+            self.stats["redriven"] = self.stats.get("redriven", 0) + 1
+            self.dead_letters.metrics.redriven.labels(record.topic).inc()
         size = len(record.value) if record.value is not None else 0
         if size > self.settings.max_message_bytes:
             self.dead_letters.send(record, "OversizedMessage", f"{size} bytes exceeds max_message_bytes {self.settings.max_message_bytes}")

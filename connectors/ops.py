@@ -43,6 +43,8 @@ class Metrics:
                                ["outcome"], registry=r)
         self.dead_letters = Counter("infusion_charges_dead_letters", "Messages sent to the dead-letter topic, by error type",
                                     ["error_type"], registry=r)
+        self.redriven = Counter("infusion_charges_redriven", "Messages re-driven from the dead-letter topic "
+                                "(infusion-charges dead-letters replay), by input topic", ["topic"], registry=r)
         self.coding_failures = Counter("infusion_charges_coding_failures", "Encounters whose coding raised an error",
                                        registry=r)
         self.rebalances = Counter("infusion_charges_rebalances", "Partition assignments received", registry=r)

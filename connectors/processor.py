@@ -76,7 +76,8 @@ class EncounterProcessor:
         if outcome == "retired":
             self.dead_letters.send(record, "ArrivedAfterRetention",
                                    f"encounter {key} is past its {self.settings.retention_days}-day retention window; "
-                                   "the record was not applied (re-code the encounter by hand)", value=event_json(doc))
+                                   "the record was not applied (code the encounter offline from its source records: docs/operations.md)",
+                                   value=event_json(doc))
             return
         if outcome == "blocked":
             self.dead_letters.send(record, "EncounterBlocked", f"encounter {key} is blocked ({state.blocked}); "
