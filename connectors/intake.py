@@ -77,15 +77,16 @@ class Intake:
         RECORDS_PER_EVENT records and EVENT_BYTES bytes to a message."""
         head, tail = b'{"' + RECORDS.encode() + b'":[', b"]}"
         topic = self.settings.topics.events
+        empty = len(head) + len(tail)
         for key, docs in self._outgoing.items():
             chunk: list[bytes] = []
-            size = 0
+            size = empty  # the message's length so far: head, records and their commas, tail
             for doc in docs:
-                if chunk and (len(chunk) == RECORDS_PER_EVENT or size + len(doc) > EVENT_BYTES):
+                if chunk and (len(chunk) == RECORDS_PER_EVENT or size + 1 + len(doc) > EVENT_BYTES):
                     self.outbox.send(topic, key=key.encode(), value=head + b",".join(chunk) + tail)
-                    chunk, size = [], 0
+                    chunk, size = [], empty
+                size += len(doc) + (1 if chunk else 0)
                 chunk.append(doc)
-                size += len(doc) + 1
             self.outbox.send(topic, key=key.encode(), value=head + b",".join(chunk) + tail)
         self._outgoing.clear()
 
