@@ -260,6 +260,46 @@ def run_dead_letters(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def run_recode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``infusion-charges recode`` (see connectors/recode.py)."""
+    from datetime import datetime, timezone
+
+    from connectors import recode
+    from connectors.errors import WorkerFailed
+    from connectors.settings import Settings
+
+    def ms(text: str | None) -> int | None:
+        if text is None:
+            return None
+        when = datetime.fromisoformat(text)
+        return int((when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp() * 1000)
+
+    if not (args.encounter or args.all or args.closed_since or args.closed_until or args.stale_formulary):
+        print("infusion-charges: error: recode needs --encounter, --closed-since/--closed-until, --stale-formulary or --all", file=err)
+        return EXIT_FAILED
+    try:
+        settings = Settings.load(args.config, bootstrap_servers=args.bootstrap_servers)
+        if args.encounter and not (args.all or args.closed_since or args.closed_until or args.stale_formulary):
+            chosen = sorted(set(args.encounter))
+        else:
+            current = formulary_for(load_profile(settings.profile), load_formulary(settings.formulary)).version if args.stale_formulary else None
+            chosen = recode.select(recode.held(settings, with_formulary=bool(args.stale_formulary)), ms(args.closed_since),
+                                   ms(args.closed_until), current, blocked=args.reopen)
+            if args.encounter:
+                chosen = sorted(set(chosen) & set(args.encounter))
+        if args.dry_run:
+            for encounter_id in chosen:
+                print(encounter_id, file=out)
+            print(f"infusion-charges: would ask {len(chosen)} encounters to be coded again", file=err)
+            return EXIT_OK
+        n = recode.request(settings, chosen, reopen=args.reopen)
+    except (FileNotFoundError, ValueError, WorkerFailed, ReferenceDataError) as e:
+        print(f"infusion-charges: error: {e}", file=err)
+        return EXIT_FAILED
+    print(f"infusion-charges: asked {n} encounters to be coded again (a revision follows for each whose lines changed)", file=err)
+    return EXIT_OK
+
+
 def run_bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from connectors.bench import main as bench_main
 
@@ -290,6 +330,18 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--assume-stopped", action="store_true",
                      help="go on when the broker cannot say whether the group has members (you stopped every worker)")
     rep.set_defaults(handler=run_repartition)
+    rc = sub.add_parser("recode", help="code closed encounters again (after a formulary or profile fix), through the workers")
+    rc.add_argument("--config", metavar="FILE", required=True, help="the workers' settings (YAML)")
+    rc.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers (comma-separated)")
+    rc.add_argument("--encounter", action="append", metavar="ID", help="an encounter to code again (repeatable)")
+    rc.add_argument("--closed-since", metavar="ISO", help="closed encounters whose last record arrived at or after this time")
+    rc.add_argument("--closed-until", metavar="ISO", help="... and before this time")
+    rc.add_argument("--stale-formulary", action="store_true",
+                    help="closed encounters with lines published under another formulary version than the workers'")
+    rc.add_argument("--all", action="store_true", help="every closed encounter the workers hold")
+    rc.add_argument("--reopen", action="store_true", help="also re-admit blocked encounters")
+    rc.add_argument("--dry-run", action="store_true", help="print the encounters that would be coded again, send nothing")
+    rc.set_defaults(handler=run_recode)
     dl = sub.add_parser("dead-letters", help="list, show or replay the dead-letter topic's messages")
     dl_sub = dl.add_subparsers(dest="action", required=True)
     for name, text in (("list", "one JSON line per dead letter: id, time, error type, source, size (no payload)"),

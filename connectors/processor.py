@@ -7,7 +7,8 @@ revision over ``max_revision_bytes``, or its state over ``max_state_bytes`` at t
 -- is blocked: the records that made it so are dead-lettered with the reason, so are any
 records for it later (``EncounterBlocked``), a metric and an ERROR log name it by a safe id,
 and every other encounter goes on.  A blocked encounter keeps its last written state and the
-revision last published; re-admitting it is an operator action.
+revision last published; ``infusion-charges recode --reopen`` re-admits it.  A ``recode``
+command (connectors/recode.py) codes a held encounter again: a revision only if its lines changed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from connectors.codec import event_json, loads, published_json
 from connectors.dead_letters import DeadLetters
 from connectors.intake import RECORDS
 from connectors.ops import Metrics, safe_id
+from connectors.recode import RECODE, REOPEN
 from connectors.recovery import changelog_headers
 from connectors.settings import Settings
 from connectors.state import EncounterState
@@ -67,6 +69,9 @@ class EncounterProcessor:
         except Exception as e:
             self.dead_letters.send(record, type(e).__name__, "unreadable event", value=event_json(doc))
             return
+        if mapped.kind == RECODE:
+            self._recode(record, mapped)
+            return
         store = self.stores.open(record.partition)
         key = mapped.key()
         state = store.get(key) or EncounterState(encounter_id=key)
@@ -87,6 +92,31 @@ class EncounterProcessor:
             store.put(key, state)
             self._changed_by.setdefault((record.partition, key), []).append((record, doc))
         self._code_if_due(store, state, record, doc)
+
+    def _recode(self, record: Any, command: Mapped) -> None:
+        """``infusion-charges recode``: code the encounter again with today's formulary and
+        profile; a revision only if its lines changed.  ``reopen`` re-admits a blocked one."""
+        store = self.stores.open(record.partition)
+        key = command.id
+        state = store.get(key)
+        if state is None or state.retired:
+            outcome = "recode-unknown" if state is None else "recode-retired"
+            self.metrics.records.labels(outcome).inc()
+            log.warning("recode of encounter %s: %s", safe_id(key), "not held" if state is None else "retired: its records are gone",
+                        extra={"encounter": safe_id(key), "outcome": outcome})
+            return
+        if state.blocked is not None:
+            if command.mode != REOPEN:
+                self.metrics.records.labels("recode-blocked").inc()
+                log.warning("recode of encounter %s: blocked; recode --reopen re-admits it", safe_id(key), extra={"encounter": safe_id(key)})
+                return
+            state = state.model_copy(update={"blocked": None})
+            log.info("encounter %s re-admitted", safe_id(key), extra={"encounter": safe_id(key)})
+        self.metrics.records.labels("recode").inc()
+        state.dirty = True
+        store.put(key, state)
+        self._changed_by.setdefault((record.partition, key), [])
+        self._code_if_due(store, state, record)
 
     def _apply_idle_close(self, record: Any, encounter_id: str, basis_ms: int) -> None:
         store = self.stores.open(record.partition)

@@ -139,7 +139,10 @@ class Replayed:
 
 
 def replay(settings: Settings, letters: list[DeadLetter], dry_run: bool = False) -> Replayed:
-    """Send each letter back to its source topic (keyed as before, with the re-drive header)."""
+    """Send each letter back to its source topic (keyed as before, with the re-drive header), in
+    the order they were dead-lettered across all partitions: a record set aside before a
+    correction of it is replayed before the correction, so the correction stays the last word."""
+    letters = sorted(letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
     done = Replayed([], [])
     producer = None if dry_run else KafkaProducer(**settings.kafka_config(), acks="all", enable_idempotence=True)
     try:

@@ -19,7 +19,7 @@ from coding_core.engine import code_encounter
 from coding_core.formulary import Formulary
 from coding_core.model import AdministrationEvent, EncounterClass, EncounterInfo
 from coding_core.profile import Profile
-from mapping.chargeitem_out import revision_bundle, to_charge_items
+from mapping.chargeitem_out import EXT_FORMULARY, revision_bundle, to_charge_items
 from mapping.collector import Mapped, resolve
 
 COMPRESS_FROM_BYTES = 256 * 1024  # changelog states larger than this are compressed (JSON compresses ~10x)
@@ -204,9 +204,9 @@ class EncounterState(BaseModel):
         if self.lifecycle is Lifecycle.CLOSED:
             result = code_encounter(self.encounter(), self.administrations(), formulary, profile)
             items = to_charge_items(result, self.encounter())
-        live = {k: v for k, v in self.published.items() if v.get("status") != "entered-in-error"}
-        if {i["id"]: i for i in items} == live:
-            return None
+        live = {k: _as_billed(v) for k, v in self.published.items() if v.get("status") != "entered-in-error"}
+        if {i["id"]: _as_billed(i) for i in items} == live:
+            return None  # the same charges (coded under another formulary version, perhaps): nothing to publish
         self.revision += 1
         bundle = revision_bundle(self.encounter_id, self.revision, items, self.published)
         self.published = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
@@ -225,3 +225,12 @@ class EncounterState(BaseModel):
     @classmethod
     def from_bytes(cls, data: bytes) -> EncounterState:
         return cls.model_validate_json(data if data[:1] == b"{" else zlib.decompress(data))
+
+
+def _as_billed(item: dict[str, Any]) -> dict[str, Any]:
+    """A ChargeItem without the formulary version it was coded under: a re-coding that changes
+    only that is not a new revision."""
+    extensions = item.get("extension")
+    if not extensions or not any(e.get("url") == EXT_FORMULARY for e in extensions):
+        return item
+    return {**item, "extension": [e for e in extensions if e.get("url") != EXT_FORMULARY]}

@@ -88,7 +88,11 @@ class Running:
     def __init__(self, settings: Settings, clock: Any = time.time, state_dir: Path | None = None):
         settings = settings.model_copy(update={"state_dir": state_dir or Path(tempfile.mkdtemp(prefix="worker-state-"))})
         self.stop = threading.Event()
-        self.worker = Worker(settings, load_formulary(), Profile(), clock=clock)
+        from connectors.settings import site_profile
+        from mapping.reference_data import formulary_for, load_profile
+
+        profile = site_profile(settings, load_profile(settings.profile)) if settings.profile else Profile()
+        self.worker = Worker(settings, formulary_for(profile, load_formulary(settings.formulary)), profile, clock=clock)
         self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
         self.thread.start()
 
