@@ -135,6 +135,13 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.explain:
         out.write("\n".join(texts))
+    elif args.previous:
+        try:
+            previous = _previous_revisions(args.previous)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"infusion-charges: error: --previous: {type(e).__name__}: not a revision Bundle as published", file=err)
+            return EXIT_FAILED
+        _corrections(items, previous, out, err)
     else:
         json.dump(bundle(items), out, indent=2, ensure_ascii=False)
         out.write("\n")
@@ -152,6 +159,44 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         file=err,
     )
     return EXIT_REJECTED if collector.errors or failed else EXIT_OK
+
+
+def _previous_revisions(paths: Sequence[str]) -> dict[str, tuple[int, dict[str, dict[str, Any]]]]:
+    """Published revision Bundles (as on the charges topic) -> encounter -> (revision, items)."""
+    out: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {}
+    for path in paths:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        revision = int(doc["meta"]["versionId"])
+        resources = {e["resource"]["id"]: e["resource"] for e in doc["entry"]}
+        encounters = {r["context"]["reference"].split("/", 1)[1] for r in resources.values()}
+        if len(encounters) != 1:
+            raise ValueError("a revision Bundle holds one encounter's charges")
+        (encounter_id,) = encounters
+        if encounter_id not in out or revision > out[encounter_id][0]:
+            out[encounter_id] = (revision, resources)
+    return out
+
+
+def _corrections(items: list[dict[str, Any]], previous: dict[str, tuple[int, dict[str, dict[str, Any]]]],
+                 out: TextIO, err: TextIO) -> None:
+    """One transaction Bundle per encounter whose charges differ from its previous revision
+    (JSON lines): what the pipeline would publish as the next revision."""
+    from mapping.chargeitem_out import revision_bundle
+
+    by_encounter: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        by_encounter.setdefault(item["context"]["reference"].split("/", 1)[1], []).append(item)
+    changed = unchanged = 0
+    for encounter_id in sorted(set(by_encounter) | set(previous)):
+        revision, published = previous.get(encounter_id, (0, {}))
+        current = by_encounter.get(encounter_id, [])
+        live = {k: v for k, v in published.items() if v.get("status") != "entered-in-error"}
+        if {i["id"]: i for i in current} == live:
+            unchanged += 1
+            continue
+        changed += 1
+        out.write(json.dumps(revision_bundle(encounter_id, revision + 1, current, published), ensure_ascii=False) + "\n")
+    print(f"infusion-charges: {changed} encounters corrected (next revision printed), {unchanged} unchanged", file=err)
 
 
 def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -314,6 +359,9 @@ def _parser() -> argparse.ArgumentParser:
     code.add_argument("--profile", metavar="FILE", help="payer/site profile (YAML or JSON)")
     code.add_argument("--formulary", metavar="FILE", help="formulary data file (default: the bundled one)")
     code.add_argument("--explain", action="store_true", help="print a readable table per encounter instead of FHIR")
+    code.add_argument("--previous", action="append", metavar="BUNDLE",
+                      help="a revision Bundle as published (repeatable): print, per encounter whose charges changed, "
+                           "the next revision's transaction that corrects it (JSON lines)")
     code.add_argument("files", nargs="+", metavar="FILE", help="FHIR JSON (.json), NDJSON (.ndjson), HL7 v2 (.hl7) or - for stdin")
     code.set_defaults(handler=run_code)
     run = sub.add_parser("run", help="run the Kafka worker until SIGTERM")

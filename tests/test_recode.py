@@ -142,3 +142,48 @@ def test_recode_reopen_re_admits_a_blocked_encounter(kafka_bootstrap, tmp_path):
         assert worker.thread.is_alive()
     finally:
         worker.close()
+
+
+def test_kill_9_during_a_recode_loses_nothing_and_repeats_nothing_different(kafka_bootstrap, tmp_path):
+    """A recode's commands are events like any other: a worker killed while applying them
+    repeats, after its restart, only what it had not committed -- with identical bytes."""
+    from tests.pipeline_helpers import WorkerProcess
+
+    settings = settings_for(kafka_bootstrap)
+    t = settings.topics
+    truth = offline_truth()
+    worker = Running(settings)
+    try:
+        produce(kafka_bootstrap, sample_messages(settings))
+        latest_revisions(kafka_bootstrap, t.charges, charged_as(truth), timeout_s=120)
+    finally:
+        worker.close()
+    first = _revisions(kafka_bootstrap, t.charges)
+    last = {e: max(int(r) for r in revs) for e, revs in first.items()}
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump({"formulary_overrides": [{"hcpcs": "J2405", "billing_unit_value": "4"}]}))
+    fixed = settings.model_copy(update={"profile": profile})
+    config = write_config(fixed, tmp_path / "worker.yaml")
+    with_ondansetron = {e for e, items in truth.items() if any(i["code"]["coding"][0]["code"] == "J2405" for i in items)}
+
+    proc = WorkerProcess(fixed, tmp_path, "a", state_dir=tmp_path / "a-state")
+    try:
+        proc.wait_ready()
+        code, _, err = _cli("recode", "--all", "--config", str(config))
+        assert code == 0, err
+        time.sleep(0.3)  # somewhere in applying, coding or committing them
+        proc.kill()
+        proc = WorkerProcess(fixed, tmp_path, "a2", state_dir=tmp_path / "a-state")
+        proc.wait_ready()
+        latest_revisions(kafka_bootstrap, t.charges,
+                         lambda got: all(int(got.get(e, {}).get("meta", {}).get("versionId", 0)) == last[e] + 1
+                                         for e in with_ondansetron), timeout_s=120)
+        time.sleep(2)
+        seen = all_results(kafka_bootstrap, t.charges)
+        assert all(len(values) == 1 for values in seen.values()), "a repeated revision differs"
+        revisions: dict[str, set[str]] = {}
+        for enc, revision in seen:
+            revisions.setdefault(enc, set()).add(revision)
+        assert revisions == {e: first[e] | ({str(last[e] + 1)} if e in with_ondansetron else set()) for e in first}
+    finally:
+        proc.kill()
