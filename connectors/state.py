@@ -208,7 +208,8 @@ class EncounterState(BaseModel):
         if {i["id"]: _as_billed(i) for i in items} == live:
             return None  # the same charges (coded under another formulary version, perhaps): nothing to publish
         self.revision += 1
-        bundle = revision_bundle(self.encounter_id, self.revision, items, self.published)
+        bundle = revision_bundle(self.encounter_id, self.revision, items, self.published,
+                                 {"formulary": str(formulary.version), "profile": profile.name})
         self.published = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
         return bundle
 

@@ -39,6 +39,8 @@ EXT_RULE = EXT_BASE + "coding-rule"
 EXT_MINUTES = EXT_BASE + "service-minutes"
 EXT_FORMULARY = EXT_BASE + "formulary-version"
 LINE_IDENTIFIER_SYSTEM = "urn:infusion-charges:charge-line"
+# Bundle.meta.tag systems naming what a revision was coded with: .../formulary, .../profile.
+CODED_WITH_SYSTEM = "urn:infusion-charges:coded-with"
 ACCESS_SITE_SYSTEM = "urn:infusion-charges:access-site"
 
 
@@ -144,11 +146,13 @@ def revision_bundle(
     revision: int,
     items: Sequence[dict[str, Any]],
     previous: Mapping[str, dict[str, Any]] | None = None,
+    coded_with: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One coding result as a FHIR ``transaction``: ``PUT ChargeItem/{id}`` per current line and,
     for every line of the previous revision that vanished, the same ChargeItem again with status
     ``entered-in-error``.  A FHIR server applies it idempotently; the same inputs give the same
-    bytes (deterministic id, no timestamps), so a repeated delivery changes nothing."""
+    bytes (deterministic id, no timestamps), so a repeated delivery changes nothing.
+    ``coded_with`` (e.g. formulary and profile versions) is recorded as ``meta.tag``."""
     current_ids = {it["id"] for it in items}
     withdrawn = [
         {**old, "status": "entered-in-error"}
@@ -163,7 +167,8 @@ def revision_bundle(
     return {
         "resourceType": "Bundle",
         "id": f"charges-{hashlib.sha256(encounter_id.encode()).hexdigest()[:16]}-r{revision}",
-        "meta": {"versionId": str(revision)},
+        "meta": {"versionId": str(revision), **({"tag": [
+            {"system": f"{CODED_WITH_SYSTEM}/{name}", "code": value} for name, value in sorted(coded_with.items())]} if coded_with else {})},
         "type": "transaction",
         "entry": entries,
     }

@@ -306,3 +306,12 @@ def test_the_events_and_charges_encoders_write_what_the_standard_library_reads_b
     bundle = state.code(FORMULARY, PROFILE)
     assert _json(bundle) == json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert _json({"b": 1, "a": int("9" * 25)}) == b'{"a":' + b"9" * 25 + b',"b":1}'
+
+
+def test_each_revision_records_the_formulary_and_profile_it_was_coded_with():
+    s = EncounterState(encounter_id="e-1")
+    for doc in (r4(), {"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}}):
+        s.apply(map_resource(doc), MIN)
+    bundle = s.code(FORMULARY, Profile(name="acme-medicare"))
+    assert {(t["system"], t["code"]) for t in bundle["meta"]["tag"]} == {
+        ("urn:infusion-charges:coded-with/formulary", FORMULARY.version), ("urn:infusion-charges:coded-with/profile", "acme-medicare")}
