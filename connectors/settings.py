@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from coding_core.profile import Profile
@@ -181,11 +181,29 @@ class Settings(BaseSettings):
         kwargs = {k: v for k, v in overrides.items() if v is not None}
         if config_file is not None:
             kwargs["_config_file"] = Path(config_file)
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ValidationError as e:
+            raise ValueError(f"{config_file or 'settings'}: {settings_errors(e)}") from None
 
     def kafka_config(self) -> dict[str, Any]:
         return {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.client_id,
                 "bootstrap_timeout_ms": self.bootstrap_timeout_ms, **self.security.kafka_config()}
+
+
+# Error types whose message is the project's own text (validators), never the input.
+_OWN_MESSAGES = {"value_error", "assertion_error"}
+
+
+def settings_errors(e: ValidationError) -> str:
+    """A settings ValidationError as "field.path: error type" items: never the input values
+    (pydantic's own rendering quotes them, passwords included)."""
+    parts = []
+    for err in e.errors(include_url=False, include_input=False):
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "(settings)"
+        what = err.get("msg", err["type"]) if err["type"] in _OWN_MESSAGES else err["type"]
+        parts.append(f"{loc}: {what}")
+    return "; ".join(parts)
 
 
 def site_profile(settings: Settings, profile: Profile) -> Profile:
