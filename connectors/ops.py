@@ -84,6 +84,38 @@ class Metrics:
         return bytes(generate_latest(self.registry))
 
 
+READ_TIMEOUT_S = 5.0  # the ops endpoints answer in milliseconds; a request slower to arrive is dropped
+MAX_CONNECTIONS = 32  # probes and a scraper need a handful; more at once are refused, not given threads
+
+
+class _CappedServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with at most MAX_CONNECTIONS connections served at once: a flood of
+    (half-open) connections cannot take one thread each."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog: a burst of connections is accepted (and refused) quickly
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: closed at once
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class OpsServer:
     """HTTP endpoints in a daemon thread; ``ready`` and ``alive`` are callables the worker answers."""
 
@@ -91,6 +123,8 @@ class OpsServer:
         ops = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = READ_TIMEOUT_S  # a client that sends nothing (half-open) is dropped, not waited for
+
             def do_GET(self) -> None:  # noqa: N802 (http.server naming)
                 if self.path == "/healthz":
                     ok = ops.alive is None or bool(ops.alive())
@@ -114,7 +148,7 @@ class OpsServer:
                 pass
 
         self.metrics, self.ready, self.alive = metrics, ready, alive
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = _CappedServer((host, port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="ops-http", daemon=True)
 

@@ -15,6 +15,7 @@ status, encounter class, access type) follow it.  Functions here raise
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -178,18 +179,30 @@ def _validate(cls: type[BaseModel], data: Mapping[str, Any], rt: str) -> Any:
 
 
 def _id_of(data: Mapping[str, Any]) -> str | None:
+    """The resource's id for error messages: only when it is a FHIR id (an invalid one may hold
+    anything, a name or a birth date)."""
     rid = data.get("id")
-    return rid if isinstance(rid, str) else None
+    return rid if isinstance(rid, str) and _FHIR_ID.fullmatch(rid) else None
+
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+class _NotAnId(ValueError):
+    """A reference to the resource type whose id part is not a FHIR id (control characters, spaces, ...)."""
 
 
 def _ref_id(ref: Any, resource_type: str) -> str | None:
-    """'Encounter/123' -> '123' (also absolute URLs and '/_history/2')."""
+    """'Encounter/123' -> '123' (also absolute URLs and '/_history/2').  An id that is not a
+    FHIR id (it would end up in Kafka keys and references) raises ``_NotAnId``."""
     if ref is None or not getattr(ref, "reference", None):
         return None
     parts = ref.reference.split("/")
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
     if len(parts) >= 2 and parts[-2] == resource_type:
+        if not _FHIR_ID.fullmatch(parts[-1]):
+            raise _NotAnId(resource_type)
         return parts[-1]
     return None
 
@@ -283,6 +296,14 @@ def _contained_code(resource: Any, reference: str | None) -> Any:
 
 
 def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEvent:
+    try:
+        return _map_medication_administration(data)
+    except _NotAnId as e:
+        raise MappingError(f"a reference to {e} has an id that is not a FHIR id ([A-Za-z0-9-.], 1 to 64)",
+                           record_id=_id_of(data), resource_type="MedicationAdministration") from None
+
+
+def _map_medication_administration(data: Mapping[str, Any]) -> AdministrationEvent:
     version = fhir_version(data)
     cls = MedicationAdministrationR5 if version == "R5" else MedicationAdministrationR4
     ma = _validate(cls, data, "MedicationAdministration")
@@ -411,6 +432,14 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
 
 
 def map_encounter(data: Mapping[str, Any]) -> EncounterInfo:
+    try:
+        return _map_encounter(data)
+    except _NotAnId as e:
+        raise MappingError(f"a reference to {e} has an id that is not a FHIR id ([A-Za-z0-9-.], 1 to 64)",
+                           record_id=_id_of(data), resource_type="Encounter") from None
+
+
+def _map_encounter(data: Mapping[str, Any]) -> EncounterInfo:
     version = fhir_version(data)
     enc = _validate(EncounterR5 if version == "R5" else EncounterR4, data, "Encounter")
     if not enc.id:
@@ -449,10 +478,37 @@ def iter_json_document(text: str, source: str) -> Iterator[tuple[str, Any]]:
     if not text.strip():
         raise UnreadableSourceError("file is empty", source=source)
     try:
-        doc = json.loads(text)
+        doc = strict_loads(text)
     except json.JSONDecodeError as e:
         raise UnreadableSourceError(f"not JSON: {e.msg}", source=source, position=f"line {e.lineno} column {e.colno}") from None
+    except DuplicateKey as e:
+        raise UnreadableSourceError(str(e), source=source) from None
+    except (RecursionError, ValueError):  # nesting deeper than the parser goes; an integer of thousands of digits
+        raise UnreadableSourceError("not JSON this product reads: nested too deeply or a number too long", source=source) from None
     yield from _iter_document(doc, source, "")
+
+
+class DuplicateKey(ValueError):
+    """A JSON object with the same key twice: which one counts is not defined (RFC 8259), and a
+    repeated "status" could flip whether a dose is billed."""
+
+
+_KEY_SHAPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise DuplicateKey(f"not JSON this product reads: the key {key if _KEY_SHAPE.fullmatch(key) else '(not shown)'} "
+                           "appears twice in one object")
+    return d
+
+
+def strict_loads(text: str) -> Any:
+    """json.loads refusing duplicate keys (``DuplicateKey``)."""
+    return json.loads(text, object_pairs_hook=_no_duplicates)
 
 
 def iter_ndjson(text: str, source: str) -> Iterator[tuple[str, Any]]:
@@ -468,10 +524,16 @@ def iter_ndjson(text: str, source: str) -> Iterator[tuple[str, Any]]:
             continue
         pos = f"line {lineno}"
         try:
-            parsed.append((pos, json.loads(line)))
+            parsed.append((pos, strict_loads(line)))
             good += 1
         except json.JSONDecodeError as e:
             parsed.append((pos, MappingError(f"not JSON: {e.msg} at column {e.colno}", source=source, position=pos)))
+        except DuplicateKey as e:
+            parsed.append((pos, MappingError(str(e), source=source, position=pos)))
+            good += 1
+        except (RecursionError, ValueError):
+            parsed.append((pos, MappingError("not JSON this product reads: nested too deeply or a number too long",
+                                             source=source, position=pos)))
     if not parsed:
         raise UnreadableSourceError("file is empty", source=source)
     if good == 0:

@@ -114,6 +114,7 @@ ADT_STATUS = {"A01": "in-progress", "A04": "in-progress", "A03": "finished", "A1
               "A08": None, "A06": None, "A07": None}  # A06/A07: changed outpatient <-> inpatient
 RAS_TRIGGERS = {"O17", "O01", "O02"}
 _SAFE_ID = re.compile(r"[^A-Za-z0-9.\-]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PER_TIME = re.compile(r"([SMHD])(\d{0,4})")  # RXA-12: unit and count, e.g. H1, M30
 SECONDS_PER = {"S": 1, "M": 60, "H": 3600, "D": 86400}
 MAX_AMOUNT = Decimal(10) ** 9  # RXA-6 and RXA-23 are below this; anything larger is not a dose
@@ -442,6 +443,9 @@ def _map(header: dict[str, str], administrations: list[dict[str, str]], tz: Zone
         return []  # other ADT events carry nothing the coding needs
     if not header["visit_number"]:
         raise fail("PV1-19", "no visit number: the encounter cannot be identified")
+    for name in ("visit_number", "patient_id"):
+        if _CONTROL.search(header[name]):  # it would end up in Kafka keys and FHIR references
+            raise fail(LOCATION[name], "contains control characters")
     records = [_encounter(header, trigger if code == "ADT" else None, tz, fail)]
     if code == "RAS":
         if not administrations:

@@ -34,3 +34,32 @@ def test_readiness_follows_the_worker():
         assert b"infusion_charges_messages_consumed" in urlopen(f"{base}/metrics").read()
     finally:
         server.stop()
+
+
+def test_half_open_connections_are_capped_and_dropped(monkeypatch):
+    """400 connections that never send a request take at most MAX_CONNECTIONS threads, are
+    dropped after the read timeout, and the probes are answered again right after."""
+    import socket
+    import threading
+    import time
+
+    import connectors.ops as ops
+
+    monkeypatch.setattr(ops, "READ_TIMEOUT_S", 1.0)
+    server = OpsServer(0, Metrics(), lambda: True, host="127.0.0.1").start()
+    server.server.RequestHandlerClass.timeout = 1.0
+    idle = []
+    try:
+        before = threading.active_count()
+        for _ in range(400):
+            s = socket.create_connection(("127.0.0.1", server.port))
+            idle.append(s)
+        time.sleep(0.5)
+        assert threading.active_count() - before <= ops.MAX_CONNECTIONS + 2
+        time.sleep(1.5)  # the read timeout passes: the held connections are dropped
+        assert urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status == 200
+        assert threading.active_count() - before <= 3
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
