@@ -80,12 +80,12 @@ class EncounterProcessor:
         self.metrics.records.labels(outcome).inc()
         if outcome == "retired":
             self.dead_letters.send(record, "ArrivedAfterRetention",
-                                   f"encounter {key} is past its {self.settings.retention_days}-day retention window; "
+                                   f"encounter {safe_id(key)} is past its {self.settings.retention_days}-day retention window; "
                                    "the record was not applied (code the encounter offline from its source records: docs/operations.md)",
                                    value=event_json(doc))
             return
         if outcome == "blocked":
-            self.dead_letters.send(record, "EncounterBlocked", f"encounter {key} is blocked ({state.blocked}); "
+            self.dead_letters.send(record, "EncounterBlocked", f"encounter {safe_id(key)} is blocked ({state.blocked}); "
                                    "the record was not applied", value=event_json(doc))
             return
         if outcome not in ("duplicate", "outdated"):
@@ -141,7 +141,7 @@ class EncounterProcessor:
             self.metrics.coding_failures.inc()
             log.error("coding failed for encounter %s: %s", safe_id(key), type(e).__name__,
                       extra={"encounter": safe_id(key), "error_type": type(e).__name__})
-            self.dead_letters.send(record, "CodingError", f"coding encounter {key} raised {type(e).__name__}",
+            self.dead_letters.send(record, "CodingError", f"coding encounter {safe_id(key)} raised {type(e).__name__}",
                                    value=None if doc is None else event_json(doc))
             return
         store.put(key, state)
@@ -205,7 +205,7 @@ class EncounterProcessor:
             log.error("encounter %s blocked: %s", safe_id(key), error_type,
                       extra={"encounter": safe_id(key), "error_type": error_type, "partition": store.partition})
         for record, doc in triggers:
-            self.dead_letters.send(record, error_type, f"encounter {key}: {reason}; the encounter is blocked "
+            self.dead_letters.send(record, error_type, f"encounter {safe_id(key)}: {reason}; the encounter is blocked "
                                    "(later records for it are dead-lettered as EncounterBlocked)",
                                    value=None if doc is None else event_json(doc))
         return blocked
@@ -216,7 +216,7 @@ class EncounterProcessor:
         where = triggers[0][0] if triggers else SimpleNamespace(topic=self.settings.topics.events, partition=store.partition,
                                                                 offset=-1, key=key.encode(), value=None)
         for doc in state.records.values():
-            self.dead_letters.send(where, "StateTooLarge", f"encounter {key}: {reason}; a record it held, dropped from its "
+            self.dead_letters.send(where, "StateTooLarge", f"encounter {safe_id(key)}: {reason}; a record it held, dropped from its "
                                    "blocked state", value=event_json(doc))
 
     def clear(self) -> None:
