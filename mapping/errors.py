@@ -7,6 +7,7 @@ error carries field *paths* and short reasons, never input values.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -61,12 +62,23 @@ class UnreadableSourceError(MappingError):
     """A whole file (or message) is unreadable: not JSON/NDJSON/HL7 at all, or missing."""
 
 
+_ELEMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+
+
+def _shown(part: Any) -> str:
+    """A location part as written, unless it is not shaped like an element name: an unknown key
+    is the sender's text (it can be a name or a birth date)."""
+    if isinstance(part, int) or _ELEMENT.fullmatch(str(part)):
+        return str(part)
+    return "(key not shown)"
+
+
 def summarize_validation_errors(errors: Iterable[Mapping[str, Any]], limit: int = 5) -> str:
     """pydantic ``ValidationError.errors()`` -> "dosage.dose.value: Input should be ..." without inputs."""
     parts: list[str] = []
     errors = list(errors)
     for e in errors[:limit]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "__root__") or "(resource)"
+        loc = ".".join(_shown(x) for x in e.get("loc", ()) if x != "__root__") or "(resource)"
         parts.append(f"{loc}: {e.get('msg', 'invalid')}")
     if len(errors) > limit:
         parts.append(f"and {len(errors) - limit} more")

@@ -64,3 +64,12 @@ def test_control_characters_in_the_hl7_visit_number_are_refused():
     text = message(msh("C1"), pid(), pv1("V\x011"), orc(), rxa("202611020900", "202611020940"), rxr())
     routed = route_hl7(text.encode(), TZ)
     assert routed.records == [] and any("PV1-19: contains control characters" in str(e) for e in routed.errors)
+
+
+def test_an_unknown_key_that_is_not_an_element_name_is_not_echoed():
+    with pytest.raises(MappingError) as e:
+        map_medication_administration(r4(**{"Jane Doe 1970-01-01": 1}))
+    assert "Jane" not in str(e.value) and "(key not shown): Extra inputs are not permitted" in str(e.value)
+    with pytest.raises(MappingError) as e:
+        map_medication_administration(r4(colour="red"))
+    assert "colour: Extra inputs" in str(e.value)  # an element-shaped key still says where
