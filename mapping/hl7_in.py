@@ -166,9 +166,17 @@ def extract(segments: Sequence[Segment]) -> tuple[dict[str, str], list[dict[str,
     return header, administrations
 
 
+_CONTROL_ID_SHAPE = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+_MESSAGE_TYPE_SHAPE = re.compile(r"[A-Z]{3}(\^[A-Z][0-9]{2}(\^[A-Z0-9_]{1,10})?)?")  # e.g. RAS^O17^RAS_O17
+
+
 class _Fail:
+    """Errors naming the message by its control id and type -- each only when it is shaped like
+    one (a sender's free text in MSH-9 or MSH-10 is not repeated)."""
+
     def __init__(self, control_id: str | None, message_type: str | None):
-        self.control_id, self.message_type = control_id or None, message_type or None
+        self.control_id = (control_id if _CONTROL_ID_SHAPE.fullmatch(control_id) else "(control id not shown)") if control_id else None
+        self.message_type = (message_type if _MESSAGE_TYPE_SHAPE.fullmatch(message_type) else "(type not shown)") if message_type else None
 
     def __call__(self, field: str, reason: str) -> MappingError:
         return MappingError(f"{field}: {reason}", record_id=self.control_id, resource_type=self.message_type)

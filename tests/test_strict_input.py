@@ -73,3 +73,12 @@ def test_an_unknown_key_that_is_not_an_element_name_is_not_echoed():
     with pytest.raises(MappingError) as e:
         map_medication_administration(r4(colour="red"))
     assert "colour: Extra inputs" in str(e.value)  # an element-shaped key still says where
+
+
+def test_hl7_free_text_in_msh9_and_msh10_is_not_repeated_in_errors():
+    from mapping.hl7_in import map_message
+
+    text = message(msh("JANE DOE 1970", message="SMITH^JOHN"), pid(), pv1(), orc(), rxa("202611020900"), rxr())
+    with pytest.raises(MappingError) as e:
+        map_message(text, TZ)
+    assert "JANE" not in str(e.value) and "SMITH" not in str(e.value) and "MSH-9" in str(e.value)
