@@ -209,7 +209,7 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import threading
 
     from connectors.errors import Interrupted, describe
-    from connectors.ops import configure_logging
+    from connectors.ops import configure_logging, set_id_key
     from connectors.settings import Settings, site_profile
     from connectors.worker import Worker, tune_gc
 
@@ -222,6 +222,10 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (ReferenceDataError, FileNotFoundError, ValueError) as e:
         print(f"infusion-charges: error: {e}", file=err)
         return EXIT_FAILED
+    set_id_key(settings.log_id_key.get_secret_value() if settings.log_id_key else None)
+    if settings.log_id_key is None:
+        log.warning("log_id_key is not set: encounters are named in logs by a plain SHA-256 digest, "
+                    "which can be reversed for guessable visit numbers; set INFUSION_CHARGES_LOG_ID_KEY")
     stop = threading.Event()
 
     def on_signal(*_: Any) -> None:

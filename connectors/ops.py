@@ -11,6 +11,7 @@ patient or record ids (no PHI, bounded cardinality).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -21,9 +22,22 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
+_ID_KEY: bytes | None = None  # settings.log_id_key, set once at start (set_id_key)
+
+
+def set_id_key(key: str | None) -> None:
+    """Key the digests that name encounters in logs, metrics and dead letters (HMAC-SHA-256).
+    Without a key a plain SHA-256 is used, which anyone can reverse for guessable visit numbers
+    by trying them; with one, only holders of the key can compute an encounter's name."""
+    global _ID_KEY
+    _ID_KEY = key.encode() if key else None
+
+
 def safe_id(encounter_id: str) -> str:
-    """How logs name an encounter: a digest of its id, not the id (a visit number).  An
-    operator holding the id finds its lines by computing the same digest."""
+    """How logs name an encounter: a (keyed) digest of its id, not the id (a visit number).  An
+    operator holding the id and the key finds its lines by computing the same digest."""
+    if _ID_KEY is not None:
+        return "enc:" + hmac.new(_ID_KEY, encounter_id.encode(), hashlib.sha256).hexdigest()[:16]
     return "enc:" + hashlib.sha256(encounter_id.encode()).hexdigest()[:16]
 
 

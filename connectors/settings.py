@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     # dead-lettered (RevisionTooLarge) and the encounter is left as last published.  Keep it
     # within the charges topic's max.message.bytes (Kafka's default is 1 MB).
     max_revision_bytes: int = Field(default=1_000_000, ge=1024)
+    # Key of the digests that name encounters in logs and dead letters (HMAC-SHA-256; see
+    # docs/operations.md, Logs).  Without one the digest is a plain SHA-256 and a warning says so.
+    log_id_key: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -109,6 +109,15 @@ def test_credentials_come_from_existing_secrets_never_from_values(chart):
     assert "password" not in docs["ConfigMap"][0]["data"]["worker.yaml"]
 
 
+def test_the_log_id_key_comes_from_an_existing_secret(chart):
+    docs = render(chart, {"worker": {"logIdKeySecret": {"name": "ops-keys"}}})
+    (container,) = workload(docs)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["INFUSION_CHARGES_LOG_ID_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "ops-keys", "key": "log-id-key"}
+    (container,) = workload(render(chart, {}))["spec"]["template"]["spec"]["containers"]
+    assert "INFUSION_CHARGES_LOG_ID_KEY" not in {e["name"] for e in container["env"]}
+
+
 def test_rendered_config_is_accepted_by_the_worker(chart, tmp_path, monkeypatch):
     docs = render(chart, {**SASL, "worker": {"delivery": "exactly-once", "profile": {"distinct_service_modifier": "XU"}}})
     data = docs["ConfigMap"][0]["data"]

@@ -63,3 +63,21 @@ def test_half_open_connections_are_capped_and_dropped(monkeypatch):
         for s in idle:
             s.close()
         server.stop()
+
+
+def test_encounters_are_named_by_a_keyed_digest_an_operator_can_compute():
+    import hashlib
+    import hmac
+
+    import connectors.ops as ops
+
+    try:
+        ops.set_id_key(None)
+        plain = ops.safe_id("V77001")
+        assert plain == "enc:" + hashlib.sha256(b"V77001").hexdigest()[:16]
+        ops.set_id_key("site-secret")
+        keyed = ops.safe_id("V77001")
+        assert keyed != plain and "V77001" not in keyed
+        assert keyed == "enc:" + hmac.new(b"site-secret", b"V77001", hashlib.sha256).hexdigest()[:16]  # the runbook's formula
+    finally:
+        ops.set_id_key(None)
