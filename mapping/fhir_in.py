@@ -80,8 +80,8 @@ FIELD_PATHS: dict[str, dict[str, str]] = {
     "patient_id": {"R4": "subject.reference (Patient/<id>)", "R5": "subject.reference (Patient/<id>)"},
     "status": {"R4": "status", "R5": "status"},
     "drug": {
-        "R4": "medicationCodeableConcept.coding | medicationReference -> contained Medication.code",
-        "R5": "medication.concept.coding | medication.reference -> contained Medication.code",
+        "R4": "medicationCodeableConcept.coding | medicationReference -> contained Medication.code, else its ingredient codings",
+        "R5": "medication.concept.coding | medication.reference -> contained Medication.code, else its ingredient codings",
     },
     "start/end": {"R4": "effectivePeriod.start/end | effectiveDateTime", "R5": "occurencePeriod.start/end | occurenceDateTime"},
     "access_device": {"R4": "device[0].reference (Device/<id>) or .display", "R5": "device[0].reference.reference or .concept"},
@@ -285,13 +285,32 @@ def _infusion_minutes(ma: Any) -> tuple[int | None, list[str]]:
     return None, []
 
 
+class _Ingredients:
+    """A contained Medication without a code, read by its ingredients' codings (R4
+    ``ingredient.itemCodeableConcept``, R5 ``ingredient.item.concept``): the formulary finds
+    the drug among them (KCl in a saline base is potassium chloride, a therapeutic drug)."""
+
+    def __init__(self, concepts: list[Any]):
+        self.coding = [c for cc in concepts for c in (cc.coding or [])]
+        self.text = None
+
+
 def _contained_code(resource: Any, reference: str | None) -> Any:
-    """The code of a contained Medication referenced as '#id'."""
+    """The code of a contained Medication referenced as '#id', else its ingredients' codings."""
     if not reference or not reference.startswith("#"):
         return None
     for c in resource.contained or []:
         if c.id == reference[1:] and c.get_resource_type() == "Medication":
-            return c.code
+            if c.code is not None:
+                return c.code
+            concepts = []
+            for ing in c.ingredient or []:
+                item = getattr(ing, "itemCodeableConcept", None)
+                if item is None and getattr(ing, "item", None) is not None:  # R5: a CodeableReference
+                    item = ing.item.concept
+                if item is not None:
+                    concepts.append(item)
+            return _Ingredients(concepts) if concepts else None
     return None
 
 

@@ -437,3 +437,19 @@ def test_unknown_contained_resource_type_is_a_mapping_error():
     res = r4(contained=[{"resourceType": "NoSuchThing", "id": "x"}])
     with pytest.raises(MappingError, match="invalid MedicationAdministration"):
         map_medication_administration(res)
+
+
+def test_a_contained_medication_without_a_code_is_read_by_its_ingredients():
+    med = {"resourceType": "Medication", "id": "m1", "ingredient": [
+        {"itemCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "8591", "display": "potassium chloride"}]}},
+        {"itemCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "313002", "display": "Sodium Chloride 0.9%"}]}}]}
+    res = r4(contained=[med], medicationReference={"reference": "#m1"})
+    del res["medicationCodeableConcept"]
+    ev = map_medication_administration(res)
+    assert [c.code for c in ev.drug_codings] == ["8591", "313002"]
+    med_no_ingredients = {"resourceType": "Medication", "id": "m1"}
+    res = r4(contained=[med_no_ingredients], medicationReference={"reference": "#m1"})
+    del res["medicationCodeableConcept"]
+    with pytest.raises(MappingError, match="drug cannot be identified"):
+        map_medication_administration(res)
+

@@ -84,10 +84,13 @@ def test_0301_vancomycin_in_progress_is_not_charged_and_is_flagged():
     assert "in progress" in excluded(r)["medadmin0301"]
 
 
-def test_0302_an_unnamed_mixture_is_rejected_clearly_not_guessed():
-    c = collect("fhir-r4-medicationadministration0302.json")
-    (e,) = c.errors
-    assert e.record_id == "medadmin0302" and "drug cannot be identified" in str(e)
+def test_0302_kcl_in_saline_named_only_by_its_ingredients_is_potassium_chloride_given_within_a_procedure():
+    # The contained Medication has no code, only RxNorm ingredients (KCl 2 meq/mL, NS 0.9%):
+    # the drug is potassium chloride (a drug added to a fluid is therapeutic).  partOf a
+    # Procedure: the infusion is integral to it, so no administration line; the drug line stays.
+    (r,) = code(collect("fhir-r4-medicationadministration0302.json")).values()
+    assert lines(r) == {"J3480": 10}  # 20 meq / 2 meq per unit
+    assert "part of a procedure" in excluded(r)["medadmin0302"]
 
 
 def test_0303_entered_in_error_is_not_charged():
