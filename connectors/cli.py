@@ -222,6 +222,7 @@ def run_worker(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (ReferenceDataError, FileNotFoundError, ValueError) as e:
         print(f"infusion-charges: error: {e}", file=err)
         return EXIT_FAILED
+    configure_logging(settings.log_level, settings.kafka_log_level)
     set_id_key(settings.log_id_key.get_secret_value() if settings.log_id_key else None)
     if settings.log_id_key is None:
         log.warning("log_id_key is not set: encounters are named in logs by a plain SHA-256 digest, "

@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -191,11 +190,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def configure_logging(level: int = logging.INFO, kafka_level: int = logging.WARNING) -> None:
-    """JSON lines on stderr; kafka-python's own INFO lines (most of a start-up's) left out."""
+def configure_logging(level: int | str = logging.INFO, kafka_level: int | str = logging.WARNING) -> None:
+    """JSON lines on stderr at ``level`` (settings ``log_level``); kafka-python's own lines at
+    ``kafka_level`` (``kafka_log_level``: its INFO lines are most of a start-up's)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("kafka").setLevel(os.environ.get("INFUSION_CHARGES_KAFKA_LOG_LEVEL", kafka_level))
+    logging.getLogger("kafka").setLevel(kafka_level)

@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     # Key of the digests that name encounters in logs and dead letters (HMAC-SHA-256; see
     # docs/operations.md, Logs).  Without one the digest is a plain SHA-256 and a warning says so.
     log_id_key: SecretStr | None = None
+    # The worker's own log level, and kafka-python's (its INFO lines are most of a start-up's).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @classmethod
     def settings_customise_sources(

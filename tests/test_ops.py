@@ -81,3 +81,21 @@ def test_encounters_are_named_by_a_keyed_digest_an_operator_can_compute():
         assert keyed == "enc:" + hmac.new(b"site-secret", b"V77001", hashlib.sha256).hexdigest()[:16]  # the runbook's formula
     finally:
         ops.set_id_key(None)
+
+
+def test_log_levels_come_from_the_settings(monkeypatch, tmp_path):
+    import connectors.ops as ops
+    from connectors.settings import Settings
+
+    monkeypatch.setenv("INFUSION_CHARGES_KAFKA_LOG_LEVEL", "ERROR")
+    settings = Settings.load(None, log_level="WARNING")
+    assert (settings.log_level, settings.kafka_log_level) == ("WARNING", "ERROR")
+    root, kafka = logging.getLogger(), logging.getLogger("kafka")
+    handlers, level, kafka_level = list(root.handlers), root.level, kafka.level
+    try:
+        ops.configure_logging(settings.log_level, settings.kafka_log_level)
+        assert root.level == logging.WARNING and logging.getLogger("kafka").level == logging.ERROR
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        kafka.setLevel(kafka_level)
