@@ -9,13 +9,13 @@ most ``request_timeout_ms`` for metadata or buffer space, a record is given up a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from connectors.errors import DeliveryFailed, DeliveryPending
+from connectors.errors import DeliveryFailed, DeliveryPending, WorkerFailed
 from connectors.ops import Metrics
 from connectors.settings import Settings
 
@@ -44,6 +44,44 @@ def make_reader(settings: Settings) -> KafkaConsumer:
     log's start reads from the start (never from the end: that would skip every state)."""
     return KafkaConsumer(**settings.kafka_config(), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
                          isolation_level="read_committed" if settings.delivery == "exactly-once" else "read_uncommitted")
+
+
+def records_between(reader: KafkaConsumer, start: dict[TopicPartition, int | None], ends: dict[TopicPartition, int],
+                    timeout_s: float | None = None) -> Iterator[Any]:
+    """Every record of each partition from ``start`` (None: its beginning) up to ``ends``, in
+    order, partition by partition.  ``timeout_s``: the most one partition may take (then
+    WorkerFailed names it)."""
+    for tp, first in start.items():
+        if ends[tp] == 0 or (first is not None and first >= ends[tp]):
+            continue
+        reader.assign([tp])
+        if first is None:
+            reader.seek_to_beginning(tp)
+        else:
+            reader.seek(tp, first)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while reader.position(tp) < ends[tp]:
+            if deadline is not None and time.monotonic() > deadline:
+                raise WorkerFailed(f"reading {tp.topic}[{tp.partition}] did not reach its end within {timeout_s:.0f} s")
+            for records in reader.poll(timeout_ms=500).values():
+                for r in records:
+                    if r.offset >= ends[tp]:
+                        break
+                    yield r
+
+
+def read_topic(settings: Settings, topic: str, timeout_s: float) -> Iterator[Any]:
+    """Every record of ``topic``, from its beginning to the end it had when reading began."""
+    reader, log_ends = make_reader(settings), LogEnds(settings)
+    try:
+        partitions = reader.partitions_for_topic(topic)
+        if partitions is None:
+            raise WorkerFailed(f"topic {topic} does not exist")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        yield from records_between(reader, dict.fromkeys(tps), log_ends(tps), timeout_s)
+    finally:
+        reader.close()
+        log_ends.close()
 
 
 class LogEnds:

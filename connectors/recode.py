@@ -15,14 +15,12 @@ blocked encounter (its dead-lettered records can then be replayed).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kafka import KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
-from connectors.clients import LogEnds, make_reader
-from connectors.errors import WorkerFailed
+from connectors.clients import read_topic
 from connectors.intake import RECORDS
 from connectors.recovery import LAST_RECORD_MS, STANDING
 from connectors.settings import Settings
@@ -47,44 +45,23 @@ class Held:
 
 def held(settings: Settings, with_formulary: bool = False, timeout_s: float = 60.0) -> dict[str, Held]:
     """The latest changelog record of every encounter (to the end the topic had at the start)."""
-    topic = settings.topics.state
-    reader, ends_of = make_reader(settings), LogEnds(settings)
     out: dict[str, Held] = {}
-    try:
-        partitions = reader.partitions_for_topic(topic)
-        if partitions is None:
-            raise WorkerFailed(f"state topic {topic} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        ends = ends_of(tps)
-        todo = [tp for tp in tps if ends[tp] > 0]
-        if not todo:
-            return out
-        reader.assign(todo)
-        reader.seek_to_beginning(*todo)
-        deadline = time.monotonic() + timeout_s
-        while any(reader.position(tp) < ends[tp] for tp in todo):
-            if time.monotonic() > deadline:
-                raise WorkerFailed(f"reading {topic} did not reach its end within {timeout_s:.0f} s")
-            for records in reader.poll(timeout_ms=500).values():
-                for r in records:
-                    if r.key is None or r.offset >= ends[TopicPartition(topic, r.partition)]:
-                        continue
-                    key = r.key.decode()
-                    if r.value is None:
-                        out.pop(key, None)
-                        continue
-                    headers = dict(r.headers or ())
-                    versions: frozenset[str] = frozenset()
-                    if with_formulary:
-                        from connectors.state import EncounterState
+    for r in read_topic(settings, settings.topics.state, timeout_s):
+        if r.key is None:
+            continue
+        key = r.key.decode()
+        if r.value is None:
+            out.pop(key, None)
+            continue
+        headers = dict(r.headers or ())
+        versions: frozenset[str] = frozenset()
+        if with_formulary:
+            from connectors.state import EncounterState
 
-                        state = EncounterState.from_bytes(r.value)
-                        versions = frozenset(ext["valueString"] for item in state.published.values() if item.get("status") != "entered-in-error"
-                                             for ext in item.get("extension", []) if ext.get("url") == EXT_FORMULARY)
-                    out[key] = Held(key, headers.get(STANDING, b"").decode(), int(headers.get(LAST_RECORD_MS, b"0") or 0), versions)
-    finally:
-        reader.close()
-        ends_of.close()
+            state = EncounterState.from_bytes(r.value)
+            versions = frozenset(ext["valueString"] for item in state.published.values() if item.get("status") != "entered-in-error"
+                                 for ext in item.get("extension", []) if ext.get("url") == EXT_FORMULARY)
+        out[key] = Held(key, headers.get(STANDING, b"").decode(), int(headers.get(LAST_RECORD_MS, b"0") or 0), versions)
     return out
 
 

@@ -23,8 +23,7 @@ from datetime import datetime, timezone
 
 from kafka import KafkaProducer, TopicPartition
 
-from connectors.clients import LogEnds, make_reader
-from connectors.errors import WorkerFailed
+from connectors.clients import make_reader, read_topic
 from connectors.settings import Settings
 
 REDRIVE_HEADER = "redrive.of"
@@ -71,37 +70,13 @@ def _int(text: str | None) -> int | None:
 def read(settings: Settings, timeout_s: float = 30.0) -> Iterator[DeadLetter]:
     """Every letter on the dead-letter topic, partition by partition, from the start to the end
     the topic had when reading began."""
-    topic = settings.topics.dead_letter
-    reader = make_reader(settings)
-    ends_reader = LogEnds(settings)
-    try:
-        partitions = reader.partitions_for_topic(topic)
-        if partitions is None:
-            raise WorkerFailed(f"dead-letter topic {topic} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        ends = ends_reader(tps)
-        for tp in tps:
-            if ends[tp] == 0:
-                continue
-            reader.assign([tp])
-            reader.seek_to_beginning(tp)
-            deadline = time.monotonic() + timeout_s
-            while reader.position(tp) < ends[tp]:
-                if time.monotonic() > deadline:
-                    raise WorkerFailed(f"reading {topic}[{tp.partition}] did not reach its end within {timeout_s:.0f} s")
-                for records in reader.poll(timeout_ms=500).values():
-                    for r in records:
-                        if r.offset >= ends[tp]:
-                            break
-                        h = r.headers
-                        yield DeadLetter(
-                            r.partition, r.offset, r.timestamp, _header(h, "error.type") or "unknown", _header(h, "error.message") or "",
-                            _header(h, "source.topic") or "", _int(_header(h, "source.partition")), _int(_header(h, "source.offset")),
-                            r.key, r.value, _header(h, REDRIVE_HEADER),
-                        )
-    finally:
-        reader.close()
-        ends_reader.close()
+    for r in read_topic(settings, settings.topics.dead_letter, timeout_s):
+        h = r.headers
+        yield DeadLetter(
+            r.partition, r.offset, r.timestamp, _header(h, "error.type") or "unknown", _header(h, "error.message") or "",
+            _header(h, "source.topic") or "", _int(_header(h, "source.partition")), _int(_header(h, "source.offset")),
+            r.key, r.value, _header(h, REDRIVE_HEADER),
+        )
 
 
 def select(letters: Iterable[DeadLetter], ids: Iterable[str] = (), error_type: str | None = None,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from connectors.clients import LogEnds, make_reader
+from connectors.clients import LogEnds, make_reader, records_between
 from connectors.errors import WorkerFailed
 from connectors.settings import Settings
 from connectors.topics import SIZE_MARGIN, describe
@@ -99,18 +99,9 @@ def _copy(reader: KafkaConsumer, producer: KafkaProducer, start: dict[TopicParti
     """Every record of each partition from ``start`` to its end, in order, keyed as it was."""
     copied = 0
     futures = []
-    for tp, first in start.items():
-        if first >= ends[tp]:
-            continue
-        reader.assign([tp])
-        reader.seek(tp, first)
-        while reader.position(tp) < ends[tp]:
-            for records in reader.poll(timeout_ms=500).values():
-                for r in records:
-                    if r.offset >= ends[tp]:
-                        break
-                    futures.append(producer.send(to_topic, key=r.key, value=r.value, headers=list(r.headers or [])))
-                    copied += 1
+    for r in records_between(reader, start, ends):
+        futures.append(producer.send(to_topic, key=r.key, value=r.value, headers=list(r.headers or [])))
+        copied += 1
     producer.flush()
     failed = [f for f in futures if f.failed()]
     if failed:
