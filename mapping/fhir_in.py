@@ -14,12 +14,13 @@ status, encounter class, access type) follow it.  Functions here raise
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir.resources.R4B.encounter import Encounter as EncounterR4
 from fhir.resources.R4B.medicationadministration import MedicationAdministration as MedicationAdministrationR4
@@ -185,6 +186,7 @@ def _id_of(data: Mapping[str, Any]) -> str | None:
     return rid if isinstance(rid, str) and _FHIR_ID.fullmatch(rid) else None
 
 
+_T = TypeVar("_T")
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
@@ -314,15 +316,22 @@ def _contained_code(resource: Any, reference: str | None) -> Any:
     return None
 
 
+def _ids_checked(resource_type: str) -> Callable[[Callable[[Mapping[str, Any]], _T]], Callable[[Mapping[str, Any]], _T]]:
+    """A mapper whose references must carry FHIR ids: one that does not is a MappingError."""
+    def wrap(mapper: Callable[[Mapping[str, Any]], _T]) -> Callable[[Mapping[str, Any]], _T]:
+        @functools.wraps(mapper)
+        def mapped(data: Mapping[str, Any]) -> _T:
+            try:
+                return mapper(data)
+            except _NotAnId as e:
+                raise MappingError(f"a reference to {e} has an id that is not a FHIR id ([A-Za-z0-9-.], 1 to 64)",
+                                   record_id=_id_of(data), resource_type=resource_type) from None
+        return mapped
+    return wrap
+
+
+@_ids_checked("MedicationAdministration")
 def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEvent:
-    try:
-        return _map_medication_administration(data)
-    except _NotAnId as e:
-        raise MappingError(f"a reference to {e} has an id that is not a FHIR id ([A-Za-z0-9-.], 1 to 64)",
-                           record_id=_id_of(data), resource_type="MedicationAdministration") from None
-
-
-def _map_medication_administration(data: Mapping[str, Any]) -> AdministrationEvent:
     version = fhir_version(data)
     cls = MedicationAdministrationR5 if version == "R5" else MedicationAdministrationR4
     ma = _validate(cls, data, "MedicationAdministration")
@@ -450,15 +459,8 @@ def _map_medication_administration(data: Mapping[str, Any]) -> AdministrationEve
     )
 
 
+@_ids_checked("Encounter")
 def map_encounter(data: Mapping[str, Any]) -> EncounterInfo:
-    try:
-        return _map_encounter(data)
-    except _NotAnId as e:
-        raise MappingError(f"a reference to {e} has an id that is not a FHIR id ([A-Za-z0-9-.], 1 to 64)",
-                           record_id=_id_of(data), resource_type="Encounter") from None
-
-
-def _map_encounter(data: Mapping[str, Any]) -> EncounterInfo:
     version = fhir_version(data)
     enc = _validate(EncounterR5 if version == "R5" else EncounterR4, data, "Encounter")
     if not enc.id:
