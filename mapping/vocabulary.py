@@ -394,18 +394,18 @@ def lookup(table: dict[tuple[str, str], object], words: dict[str, object], syste
     hit = _words(text, words)
     if hit is not None:
         return Found(hit)
-    for system, code, _ in codings:
-        if code:
-            return Found(None, _named(canonical_system(system) or default_system, code.strip()))
-    return Found(None, "free text only" if text else None)
+    return Found(None, _first(codings, default_system) or ("free text only" if text else None))
 
 
 def route_of(codings: Iterable[tuple[str | None, str | None, str | None]], text: str | None,
              default_system: str | None = None) -> tuple[Route, str | None]:
     """(route, what to review): UNKNOWN when nothing was documented."""
+    codings = list(codings)
     found = lookup(ROUTES, ROUTE_WORDS, _ROUTE_SYSTEMS, codings, text, default_system)
+    if found.value is Route.UNRECOGNISED:  # a row that says "review" (HL7 0162 OTH, PF)
+        return Route.UNRECOGNISED, "route " + (_first(codings, default_system) or "free text only")
     if found.value is not None:
-        return found.value, ("route " + _first(codings, text, default_system)) if found.value is Route.UNRECOGNISED else None  # type: ignore[return-value]
+        return found.value, None  # type: ignore[return-value]
     if found.unrecognised is None:
         return Route.UNKNOWN, None
     return Route.UNRECOGNISED, "route " + found.unrecognised
@@ -446,11 +446,12 @@ def _named(system: str | None, code: str) -> str:
     return f"{system}|{code}"
 
 
-def _first(codings: Iterable[tuple[str | None, str | None, str | None]], text: str | None, default_system: str | None) -> str:
+def _first(codings: Iterable[tuple[str | None, str | None, str | None]], default_system: str | None) -> str | None:
+    """The first code sent, named for review ('<system>|<code>'); None when no code was sent."""
     for system, code, _ in codings:
         if code:
             return _named(canonical_system(system) or default_system, code.strip())
-    return "free text only"
+    return None
 
 
 # --- quantities: volumes, rates, durations -------------------------------------------------
