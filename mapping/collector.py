@@ -104,19 +104,19 @@ def resolve(held: Mapped | None, incoming: Mapped) -> tuple[Mapped, str]:
         incoming = stamped(incoming)  # the mappers stamp their records; one read back from an older worker may not be
     if held is None:
         return incoming, "added"
-    if incoming.sources:
-        before = _deliveries(held.sources)
-        if all(d in before for d in _deliveries(incoming.sources)):
-            if all(before[d] in (None, digest) for d, digest in _deliveries(incoming.sources).items()):
-                return held, "duplicate"  # a delivery already applied to this record, as it was then
-            # The same delivery with other content (a mapping fix, a corrected re-send): an update.
-            incoming = _with_warning(replace(incoming, version=held.version, mode="replace"), RESENT_WITH_CHANGES)
+    if not incoming.sources:
+        return _resolve_content(held, incoming)
+    before, arriving = _deliveries(held.sources), _deliveries(incoming.sources)
+    if all(d in before for d in arriving):
+        if all(before[d] in (None, digest) for d, digest in arriving.items()):
+            return held, "duplicate"  # a delivery already applied to this record, as it was then
+        # The same delivery with other content (a mapping fix, a corrected re-send): an update.
+        incoming = _with_warning(replace(incoming, version=held.version, mode="replace"), RESENT_WITH_CHANGES)
     kept, outcome = _resolve_content(held, incoming)
-    if incoming.sources:
-        merged = {**_deliveries(held.sources), **_deliveries(kept.sources), **_deliveries(incoming.sources)}
-        seen = tuple(f"{d}#{digest}" if digest else d for d, digest in merged.items())[-MAX_SOURCES:]
-        if seen != kept.sources:
-            kept = replace(kept, sources=seen)
+    merged = {**before, **_deliveries(kept.sources), **arriving}
+    seen = tuple(f"{d}#{digest}" if digest else d for d, digest in merged.items())[-MAX_SOURCES:]
+    if seen != kept.sources:
+        kept = replace(kept, sources=seen)
     return kept, outcome
 
 

@@ -337,11 +337,12 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
     units = v["amount_units"]
     dose = None
     rate = Rate()
-    if v["per_time_unit"] or _per_time_unit(units):  # RXA-6/7 is a rate ("125" "mL" per "H1", "10" "mL/h"), not a dose
+    rate_unit = _per_time_unit(units)
+    if v["per_time_unit"] or rate_unit:  # RXA-6/7 is a rate ("125" "mL" per "H1", "10" "mL/h"), not a dose
         rate = _rate(amount, units, v["per_time_unit"])
         if rate.ignored:
             notes.append(rate.ignored)
-    if rate.ml_per_h is None and rate.drug_rate is None and amount is not None and units and not _per_time_unit(units):
+    if rate.ml_per_h is None and rate.drug_rate is None and amount is not None and units and not rate_unit:
         dose = Quantity(value=amount, unit=units)  # no usable rate: RXA-6/7 is read as the dose
     volume = _decimal(v["volume"], LOCATION["volume"], fail)
     vol_ml = volume * VOLUME_UNITS[v["volume_units"].lower()] if volume is not None and v["volume_units"].lower() in VOLUME_UNITS else volume_ml(dose)
