@@ -282,7 +282,7 @@ def run_dead_letters(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     try:
         settings = Settings.load(args.config, bootstrap_servers=args.bootstrap_servers)
-        ids = getattr(args, "ids", None) or ([args.id] if getattr(args, "id", None) else [])
+        ids = args.ids or ([args.id] if args.id else [])
         if args.action == "replay" and not (ids or args.error_type or args.source_topic or args.all):
             print("infusion-charges: error: replay needs ids, --error-type, --source-topic or --all", file=err)
             return EXIT_FAILED
@@ -413,8 +413,9 @@ def _parser() -> argparse.ArgumentParser:
             a.add_argument("ids", nargs="*", metavar="PARTITION:OFFSET", help="the dead letters to replay")
             a.add_argument("--all", action="store_true", help="replay every selected letter (needed without ids or filters)")
             a.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
-        defaults = {"error_type": None, "source_topic": None, "all": False, "dry_run": False, "payload": False, "ids": [], "id": None}
-        a.set_defaults(handler=run_dead_letters, **{k: v for k, v in defaults.items() if k not in {x.dest for x in a._actions}})
+    # Every action's options, so the handler reads them all (an action's own defaults win).
+    dl.set_defaults(handler=run_dead_letters, error_type=None, source_topic=None, all=False, dry_run=False, payload=False, ids=[],
+                    id=None)
     bench = sub.add_parser("bench", help="pipeline benchmark on the embedded broker (see connectors/bench.py)")
     bench.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
     bench.add_argument("--seed", type=int, default=7)
