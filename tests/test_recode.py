@@ -7,10 +7,13 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
 from connectors.cli import main
+from connectors.settings import Settings
 from tests.pipeline_helpers import (
     Running,
     all_results,
@@ -46,35 +49,52 @@ def _wait_for(worker, text: str, timeout_s: float = 30) -> bool:
     return True
 
 
-def test_a_formulary_fix_and_recode_publish_the_next_revision_only_where_lines_changed(kafka_bootstrap, tmp_path):
+@dataclass
+class Fixed:
+    """The samples charged by a first worker, then the formulary fix written out."""
+
+    settings: Settings  # with the fix
+    config: Path  # the fixed settings as a worker.yaml
+    truth: dict[str, list[dict]]  # the charges before the fix
+    first: dict[str, set[str]]  # encounter -> revisions published before the fix
+    with_ondansetron: set[str]  # the encounters whose lines the fix changes
+
+    @property
+    def last(self) -> dict[str, int]:
+        return {e: max(int(r) for r in revs) for e, revs in self.first.items()}
+
+
+def _charged_then_fixed(kafka_bootstrap, tmp_path) -> Fixed:
     settings = settings_for(kafka_bootstrap)
-    t = settings.topics
     truth = offline_truth()
     worker = Running(settings)
     try:
         produce(kafka_bootstrap, sample_messages(settings))
-        latest_revisions(kafka_bootstrap, t.charges, charged_as(truth), timeout_s=120)
+        latest_revisions(kafka_bootstrap, settings.topics.charges, charged_as(truth), timeout_s=120)
     finally:
         worker.close()
-
     # The fix: ondansetron's billing unit corrected in the site profile (a formulary override).
     profile = tmp_path / "profile.yaml"
     profile.write_text(yaml.safe_dump({"formulary_overrides": [{"hcpcs": "J2405", "billing_unit_value": "4"}]}))
     fixed = settings.model_copy(update={"profile": profile})
-    config = write_config(fixed, tmp_path / "worker.yaml")
+    with_ondansetron = {e for e, items in truth.items() if any(i["code"]["coding"][0]["code"] == "J2405" for i in items)}
+    assert with_ondansetron
+    return Fixed(fixed, write_config(fixed, tmp_path / "worker.yaml"), truth, _revisions(kafka_bootstrap, settings.topics.charges),
+                 with_ondansetron)
+
+
+def test_a_formulary_fix_and_recode_publish_the_next_revision_only_where_lines_changed(kafka_bootstrap, tmp_path):
+    f = _charged_then_fixed(kafka_bootstrap, tmp_path)
+    t, truth, config, first, last, with_ondansetron = f.settings.topics, f.truth, f.config, f.first, f.last, f.with_ondansetron
     code, out, err = _cli("recode", "--stale-formulary", "--dry-run", "--config", str(config))
     assert code == 0 and sorted(out.split()) == sorted(truth), err  # every encounter was charged under the old version
     code, _, err = _cli("recode", "--config", str(config))
     assert code == 2 and "needs" in err  # nothing without a selection
 
-    first = _revisions(kafka_bootstrap, t.charges)
-    last = {e: max(int(r) for r in revs) for e, revs in first.items()}
-    worker = Running(fixed)
+    worker = Running(f.settings)
     try:
         code, _, err = _cli("recode", "--all", "--config", str(config))
         assert code == 0 and f"asked {len(truth)} encounters" in err, err
-        with_ondansetron = {e for e, items in truth.items() if any(i["code"]["coding"][0]["code"] == "J2405" for i in items)}
-        assert with_ondansetron
         latest = latest_revisions(kafka_bootstrap, t.charges,
                                   lambda got: all(int(got.get(e, {}).get("meta", {}).get("versionId", 0)) == last[e] + 1
                                                   for e in with_ondansetron), timeout_s=90)
@@ -149,22 +169,8 @@ def test_kill_9_during_a_recode_loses_nothing_and_repeats_nothing_different(kafk
     repeats, after its restart, only what it had not committed -- with identical bytes."""
     from tests.pipeline_helpers import WorkerProcess
 
-    settings = settings_for(kafka_bootstrap)
-    t = settings.topics
-    truth = offline_truth()
-    worker = Running(settings)
-    try:
-        produce(kafka_bootstrap, sample_messages(settings))
-        latest_revisions(kafka_bootstrap, t.charges, charged_as(truth), timeout_s=120)
-    finally:
-        worker.close()
-    first = _revisions(kafka_bootstrap, t.charges)
-    last = {e: max(int(r) for r in revs) for e, revs in first.items()}
-    profile = tmp_path / "profile.yaml"
-    profile.write_text(yaml.safe_dump({"formulary_overrides": [{"hcpcs": "J2405", "billing_unit_value": "4"}]}))
-    fixed = settings.model_copy(update={"profile": profile})
-    config = write_config(fixed, tmp_path / "worker.yaml")
-    with_ondansetron = {e for e, items in truth.items() if any(i["code"]["coding"][0]["code"] == "J2405" for i in items)}
+    f = _charged_then_fixed(kafka_bootstrap, tmp_path)
+    t, fixed, config, first, last, with_ondansetron = f.settings.topics, f.settings, f.config, f.first, f.last, f.with_ondansetron
 
     proc = WorkerProcess(fixed, tmp_path, "a", state_dir=tmp_path / "a-state")
     try:
