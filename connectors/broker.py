@@ -44,18 +44,22 @@ class EmbeddedBroker:
     """A running tansu process on 127.0.0.1:``port``: paused, resumed or restarted (empty) by
     tests of what the worker does when the broker misbehaves."""
 
-    def __init__(self, port: int | None = None, ready_timeout_s: float = 20.0):
+    def __init__(self, port: int | None = None, ready_timeout_s: float = 20.0, advertised_port: int | None = None,
+                 authentication: bool = False):
+        """``advertised_port``: the port clients are told to use, when something in front of
+        the broker (a TLS terminator) listens there; ``authentication``: tansu requires SASL."""
         self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.advertised_port = advertised_port or self.port
+        self.bootstrap = f"127.0.0.1:{self.advertised_port}"
         self.ready_timeout_s = ready_timeout_s
+        self.authentication = authentication
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmbeddedBroker:
-        address = f"tcp://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [str(broker_binary()), "broker", "--listener-url", address, "--advertised-listener-url", address],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        command = [str(broker_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+                   "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}"]
+        self.proc = subprocess.Popen(command + (["--authentication"] if self.authentication else []),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             if self.proc.poll() is not None:

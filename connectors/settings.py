@@ -162,7 +162,9 @@ class Settings(BaseSettings):
     log_id_key: SecretStr | None = None
     # The worker's own log level, and kafka-python's (its INFO lines are most of a start-up's).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    kafka_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    # No DEBUG: kafka-python's DEBUG lines carry raw frames, record keys and values (PHI) and
+    # the SASL PLAIN token, which holds the password.
+    kafka_log_level: Literal["INFO", "WARNING", "ERROR"] = "WARNING"
 
     @classmethod
     def settings_customise_sources(

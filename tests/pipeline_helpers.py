@@ -54,8 +54,9 @@ def offline_truth() -> dict[str, list[dict]]:
             for enc, (info, events) in collector.by_encounter().items()}
 
 
-def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
+def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]], **client: Any) -> None:
+    """``client``: further kafka-python arguments (security)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **client)
     for topic, key, value in messages:
         producer.send(topic, key=key, value=value)
     producer.flush()
@@ -115,10 +116,10 @@ def thread_errors() -> Iterator[list[BaseException]]:
         threading.excepthook = hook
 
 
-def latest_revisions(bootstrap: str, topic: str, until: Any, timeout_s: float = 120) -> dict[str, dict]:
+def latest_revisions(bootstrap: str, topic: str, until: Any, timeout_s: float = 120, **client: Any) -> dict[str, dict]:
     """Read the charges topic; encounter -> its latest revision bundle, until ``until(latest)``."""
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-                             group_id=None, consumer_timeout_ms=1000)
+                             group_id=None, consumer_timeout_ms=1000, **client)
     latest: dict[str, dict] = {}
     deadline = time.monotonic() + timeout_s
     try:
