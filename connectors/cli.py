@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -108,6 +109,15 @@ def collect(paths: Sequence[str], tz: ZoneInfo) -> FeedCollector:
     return collector
 
 
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _shown_id(encounter_id: str) -> str:
+    """An encounter as stderr names it: by its id when that is a FHIR id (an HL7 visit number,
+    PV1-19, may be free text: not repeated)."""
+    return encounter_id if _FHIR_ID.fullmatch(encounter_id) else "(id not shown)"
+
+
 def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         profile = load_profile(args.profile)
@@ -131,7 +141,7 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             else:
                 items.extend(to_charge_items(result, encounter))
         except Exception as e:  # a defect must not cost the other encounters their charges
-            failed.append(f"Encounter/{enc_id}: coding failed ({type(e).__name__}); other encounters were coded")
+            failed.append(f"Encounter/{_shown_id(enc_id)}: coding failed ({type(e).__name__}); other encounters were coded")
 
     if args.explain:
         out.write("\n".join(texts))

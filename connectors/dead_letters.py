@@ -11,12 +11,14 @@ their size and says where the message stays.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from connectors.clients import Outbox
 from connectors.ops import Metrics
 
 log = logging.getLogger("infusion_charges.worker")
+_LETTER = re.compile(rb"[0-9]{1,10}:[0-9]{1,19}")  # a dead letter's name, <partition>:<offset> (connectors/redrive.py)
 
 
 class DeadLetters:
@@ -33,7 +35,9 @@ class DeadLetters:
             ("source.offset", str(record.offset).encode()), ("error.type", error_type.encode()),
             ("error.message", message[:4000].encode()),
         ]
-        headers += [(k, v) for k, v in (getattr(record, "headers", None) or ()) if k == "redrive.of"]  # a re-drive failing again
+        # a re-drive failing again: the letter it came from, when the header names one as replay does
+        headers += [(k, v) for k, v in (getattr(record, "headers", None) or ())
+                    if k == "redrive.of" and isinstance(v, bytes) and _LETTER.fullmatch(v)]
         if value is None:
             value = record.value
         if value is not None and len(value) > self.max_bytes:

@@ -24,7 +24,6 @@ MLLP_START, MLLP_END = "\x0b", "\x1c"
 BOM = "\ufeff"
 _CR_SPLIT = re.compile(r"\r\n|\r")
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
-_Z_SEGMENT = re.compile(r"Z[A-Z0-9]{2}")
 _KNOWN_NAMES = frozenset({"MSH", "EVN", "PID", "PD1", "PV1", "PV2", "ORC", "RXA", "RXR", "RXO", "RXE", "RXC", "TQ1", "OBX", "NTE", "AL1"})
 # Batch and file envelopes: headers and trailers around messages, not messages.
 ENVELOPE_NAMES = frozenset({"FHS", "BHS", "BTS", "FTS"})
@@ -223,8 +222,9 @@ def read_segments(message: str) -> list[Segment]:
     for position, line in enumerate(lines, start=1):
         name = line[:3]
         if _SEGMENT_NAME.fullmatch(name) is None or (len(line) > 3 and line[3] != enc.field):
-            # Name known segments only: an unknown line may be free text (a patient's name).
-            named = name in _KNOWN_NAMES or _Z_SEGMENT.fullmatch(name) is not None
+            # Name known segments only: an unknown line may be free text (a patient's name), and
+            # so may a Z-name ("ZHU, WEI") or a known name running on into a word ("PIDGEON").
+            named = name in _KNOWN_NAMES and not line[3:4].isalnum()
             raise Er7Error(f"not an HL7 segment (segment {position})", name if named else None)
         segments.append(Segment(line, enc))
     return segments

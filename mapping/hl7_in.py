@@ -433,13 +433,13 @@ def map_message(message: str, tz: ZoneInfo) -> list[Mapped]:
 
 
 def _control_id_of(message: str) -> str | None:
-    """MSH-10 by plain splitting, to name a message the readers could not split."""
+    """MSH-10 by plain splitting, to name a message the readers could not split -- as
+    :class:`_Fail` names it: only when it is shaped like a control id."""
     first = message.split("\r", 1)[0]
-    if not first.startswith("MSH") or len(first) < 4:
+    if not first.startswith("MSH") or len(first) < 4 or first[3].isalnum():  # no field separator: no fields
         return None
     fields = first.split(first[3])
-    control = fields[9].strip() if len(fields) > 9 else ""
-    return _SAFE_ID.sub("-", control)[:64] or None
+    return _Fail(fields[9].strip() if len(fields) > 9 else None, None).control_id
 
 
 def _map(header: dict[str, str], administrations: list[dict[str, str]], tz: ZoneInfo, fail: _Fail) -> list[Mapped]:
