@@ -502,16 +502,25 @@ def iter_json_document(text: str, source: str) -> Iterator[tuple[str, Any]]:
         doc = strict_loads(text)
     except json.JSONDecodeError as e:
         raise UnreadableSourceError(f"not JSON: {e.msg}", source=source, position=f"line {e.lineno} column {e.colno}") from None
-    except DuplicateKey as e:
+    except StrictJsonError as e:
         raise UnreadableSourceError(str(e), source=source) from None
     except (RecursionError, ValueError):  # nesting deeper than the parser goes; an integer of thousands of digits
         raise UnreadableSourceError("not JSON this product reads: nested too deeply or a number too long", source=source) from None
     yield from _iter_document(doc, source, "")
 
 
-class DuplicateKey(ValueError):
+class StrictJsonError(ValueError):
+    """JSON the product refuses although a plain parser reads it."""
+
+
+class DuplicateKey(StrictJsonError):
     """A JSON object with the same key twice: which one counts is not defined (RFC 8259), and a
     repeated "status" could flip whether a dose is billed."""
+
+
+class ControlCharacter(StrictJsonError):
+    """A string holding a control character (escaped, as ``\\u0000``): FHIR strings allow tab,
+    CR and LF only, and such a value would reach Kafka keys and published references."""
 
 
 _KEY_SHAPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -527,9 +536,40 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return d
 
 
+# json.loads refuses raw control characters in strings; escaped ones it decodes.
+_ESCAPED_CONTROL = re.compile(r"\\u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def strict_loads(text: str) -> Any:
-    """json.loads refusing duplicate keys (``DuplicateKey``)."""
-    return json.loads(text, object_pairs_hook=_no_duplicates)
+    """json.loads refusing duplicate keys (``DuplicateKey``) and control characters in strings
+    (``ControlCharacter``, naming the element path)."""
+    doc = json.loads(text, object_pairs_hook=_no_duplicates)
+    if _ESCAPED_CONTROL.search(text):
+        path = _control_path(doc, "")
+        if path is not None:
+            raise ControlCharacter(f"not JSON this product reads: {path or 'the document'} holds a control character "
+                                   "(FHIR strings allow tab, CR and LF only)")
+    return doc
+
+
+def _control_path(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) with a control character, else None."""
+    if isinstance(value, str):
+        return path if _CONTROL.search(value) else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if _CONTROL.search(k):
+                return f"{path}.(key not shown)".lstrip(".")
+            found = _control_path(v, f"{path}.{k if _KEY_SHAPE.fullmatch(k) else '(key not shown)'}".lstrip("."))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _control_path(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def iter_ndjson(text: str, source: str) -> Iterator[tuple[str, Any]]:
@@ -549,7 +589,7 @@ def iter_ndjson(text: str, source: str) -> Iterator[tuple[str, Any]]:
             good += 1
         except json.JSONDecodeError as e:
             parsed.append((pos, MappingError(f"not JSON: {e.msg} at column {e.colno}", source=source, position=pos)))
-        except DuplicateKey as e:
+        except StrictJsonError as e:
             parsed.append((pos, MappingError(str(e), source=source, position=pos)))
             good += 1
         except (RecursionError, ValueError):

@@ -82,3 +82,23 @@ def test_hl7_free_text_in_msh9_and_msh10_is_not_repeated_in_errors():
     with pytest.raises(MappingError) as e:
         map_message(text, TZ)
     assert "JANE" not in str(e.value) and "SMITH" not in str(e.value) and "MSH-9" in str(e.value)
+
+
+@pytest.mark.parametrize("where, over", [
+    ("note[0].text", {"note": [{"text": "held\u0000given"}]}),
+    ("medicationCodeableConcept.coding[0].code", {"medicationCodeableConcept": {"coding": [{"code": "J93\u000112"}]}}),
+    ("context.reference", {"context": {"reference": "Encounter/e-1\u001b"}}),
+])
+def test_a_control_character_in_any_string_is_refused_naming_the_path(tmp_path, where, over):
+    text = json.dumps(r4(**over))  # json.dumps escapes them: \u0000
+    code, err = _code(tmp_path, text)
+    assert code == 2 and f"{where} holds a control character" in err and "\\u00" not in err
+    routed = route_fhir(text.encode(), TZ)
+    assert routed.records == [] and any(f"{where} holds a control character" in str(e) for e in routed.errors)
+    bundle = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r4(**over)}]})
+    assert any(f"entry[0].resource.{where}" in str(e) for e in route_fhir(bundle.encode(), TZ).errors)
+
+
+def test_tab_cr_and_lf_are_strings_fhir_allows():
+    text = json.dumps(r4(note=[{"text": "line one\r\nline\ttwo"}]))
+    assert len(route_fhir(text.encode(), TZ).records) == 1
