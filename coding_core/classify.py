@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 
-from coding_core.formulary import Formulary, FormularyEntry, normalize_name
+from coding_core.formulary import BY_REDUCED_NAME, NDC_SYSTEM, Formulary, FormularyEntry, normalize_name
+from coding_core.ndc import parse_ndc
 from coding_core.model import AdministrationEvent, AdminStatus, DrugClass, Method, PumpType, Route
 from coding_core.profile import Profile
 from coding_core.rules import THRESHOLDS, Kind
@@ -159,7 +160,8 @@ def _route(event: AdministrationEvent, drug_class: DrugClass) -> tuple[Route, No
 
 def classify_at(event: AdministrationEvent, start: datetime | None, formulary: Formulary, profile: Profile) -> Classified:
     """Classify one administration; ``start`` is its start already converted to UTC (``to_utc``)."""
-    entry = formulary.lookup(event.drug_codings, event.drug_text)
+    identified = formulary.identify(event.drug_codings, event.drug_text)
+    entry = identified.entry
     if entry is not None:
         drug_key, drug_name = "hcpcs:" + entry.hcpcs, entry.name
         drug_class = entry.drug_class
@@ -173,6 +175,12 @@ def classify_at(event: AdministrationEvent, start: datetime | None, formulary: F
     _classify(c, formulary, profile)
     if entry is None and (c.kind is not None or c.drug_billable):
         _note(c, Note("unknown-drug", f"administration {event.id}: drug '{drug_name}' is not in the formulary; coded conservatively as a therapeutic drug with an unclassified drug line"))
+    elif identified.by == BY_REDUCED_NAME:
+        _note(c, Note("matched-by-name", f"administration {event.id}: drug identified as {entry.hcpcs} {entry.name} by its name alone "  # type: ignore[union-attr]
+                                         "(no code the formulary knows); check the drug before billing"))
+    if any(cd.system == NDC_SYSTEM and parse_ndc(cd.code).ambiguous for cd in event.drug_codings):
+        _note(c, Note("ndc-not-normalised", f"administration {event.id}: the NDC is 10 digits without hyphens, which fits three "
+                                            "layouts; passed on as sent, not in the 11-digit form claims need"))
     return c
 
 

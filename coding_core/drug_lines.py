@@ -16,7 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from coding_core.classify import Classified, Note, dose_in
-from coding_core.formulary import NDC_SYSTEM, normalize_ndc
+from coding_core.formulary import NDC_SYSTEM
+from coding_core.ndc import normalize_ndc
 from coding_core.model import CodedLine, coded_line
 from coding_core.profile import Profile
 from coding_core.rules import UNCLASSIFIED_DRUG_HCPCS

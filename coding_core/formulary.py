@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
+from coding_core.drug_names import reduced
 from coding_core.model import Coding, DrugClass
+from coding_core.ndc import normalize_ndc, parse_ndc
 from coding_core.profile import FormularyOverride
 
 HCPCS_SYSTEM = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
@@ -57,17 +60,19 @@ class FormularyEntry(BaseModel):
     requires_chemo: bool = False  # set on the entry ``for_route`` makes of a RouteProduct that says so
 
 
-def normalize_ndc(code: str) -> str:
-    """NDCs arrive as 10-digit with dashes (4-4-2, 5-3-2, 5-4-1) or as 11-digit 5-4-2."""
-    parts = code.strip().split("-")
-    if len(parts) == 3:
-        widths = (5, 4, 2)
-        return "".join(p.zfill(w) for p, w in zip(parts, widths, strict=True))
-    return re.sub(r"\D", "", code)
-
-
 def normalize_name(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+# How a drug was identified: by one of its codes, by its name or a synonym as written, or by a
+# name reduced to its ingredient (coding_core/drug_names.py; flagged ``matched-by-name``).
+BY_CODE, BY_NAME, BY_REDUCED_NAME = "code", "name", "reduced-name"
+
+
+@dataclass(frozen=True)
+class Identified:
+    entry: FormularyEntry | None
+    by: str | None = None  # BY_CODE, BY_NAME, BY_REDUCED_NAME; None when not identified
 
 
 class Formulary:
@@ -81,6 +86,7 @@ class Formulary:
         self._by_ndc: dict[str, FormularyEntry] = {}
         self._by_local: dict[str, FormularyEntry] = {}
         self._by_name: dict[str, FormularyEntry] = {}
+        self._by_reduced: dict[str, FormularyEntry | None] = {}  # None: the reduced name fits two drugs
         self._by_route: dict[tuple[str, str], FormularyEntry | None] = {}
         for e in self.entries:
             self._by_hcpcs[e.hcpcs.upper()] = e
@@ -92,6 +98,15 @@ class Formulary:
                 self._by_local[c.upper()] = e
             for n in (e.name, *e.synonyms):
                 self._by_name[normalize_name(n)] = e
+            # The generic name reduced ("dexamethasone sodium phosphate" -> "dexamethasone"); a
+            # synonym only where reducing leaves it whole: "Emend IV" says IV to tell it from oral Emend.
+            # Not fluids: their concentration and volume are what they are (5% or 50% dextrose).
+            keys = [] if e.drug_class is DrugClass.HYDRATION else [
+                *reduced(e.name), *(k for n in e.synonyms for k in reduced(n) if k == normalize_name(n))]
+            for key in dict.fromkeys(keys):
+                other = self._by_reduced.setdefault(key, e)
+                if other is not None and other.hcpcs != e.hcpcs:
+                    self._by_reduced[key] = None
 
     @classmethod
     def from_data(cls, data: dict) -> Formulary:
@@ -133,33 +148,46 @@ class Formulary:
         return self._by_hcpcs.get(code.upper())
 
     def lookup(self, codings: Sequence[Coding], text: str | None = None) -> FormularyEntry | None:
-        """Resolve a drug: HCPCS, then NDC, then RxNorm, then local codes, then exact name."""
+        return self.identify(codings, text).entry
+
+    def identify(self, codings: Sequence[Coding], text: str | None = None) -> Identified:
+        """Resolve a drug: HCPCS, then NDC, then RxNorm, then local codes, then its name as
+        written, then its name reduced to the ingredient."""
         if len(codings) == 1:  # the usual case: one HCPCS code (a miss falls through to the full search)
             only = codings[0]
             if only.system == HCPCS_SYSTEM:
                 hit = self._by_hcpcs.get(only.code.upper())
                 if hit is not None:
-                    return hit
-        for system, index, norm in (
-            (HCPCS_SYSTEM, self._by_hcpcs, str.upper),
-            (NDC_SYSTEM, self._by_ndc, normalize_ndc),
-            (RXNORM_SYSTEM, self._by_rxnorm, str.strip),
-        ):
-            for c in codings:
-                if c.system == system:
-                    hit = index.get(norm(c.code))
-                    if hit is not None:
-                        return hit
+                    return Identified(hit, BY_CODE)
+        for c in codings:
+            if c.system == HCPCS_SYSTEM and (hit := self._by_hcpcs.get(c.code.upper())) is not None:
+                return Identified(hit, BY_CODE)
+        for c in codings:
+            if c.system == NDC_SYSTEM and (hit := self._ndc(c.code)) is not None:
+                return Identified(hit, BY_CODE)
+        for c in codings:
+            if c.system == RXNORM_SYSTEM and (hit := self._by_rxnorm.get(c.code.strip())) is not None:
+                return Identified(hit, BY_CODE)
         for c in codings:
             if c.system not in (HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM):
                 hit = self._by_local.get(c.code.upper())
                 if hit is not None:
-                    return hit
+                    return Identified(hit, BY_CODE)
         names = [c.display for c in codings if c.display]
         if text:
             names.insert(0, text)
         for n in names:
             hit = self._by_name.get(normalize_name(n))
             if hit is not None:
-                return hit
-        return None
+                return Identified(hit, BY_NAME)
+        for n in names:
+            for key in reduced(n):
+                hit = self._by_reduced.get(key)
+                if hit is not None:
+                    return Identified(hit, BY_REDUCED_NAME)
+        return Identified(None)
+
+    def _ndc(self, code: str) -> FormularyEntry | None:
+        """An NDC in any layout; ten digits without hyphens when exactly one reading is known."""
+        hits = {e.hcpcs: e for c in parse_ndc(code).candidates if (e := self._by_ndc.get(c)) is not None}
+        return next(iter(hits.values())) if len(hits) == 1 else None

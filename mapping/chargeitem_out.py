@@ -12,7 +12,8 @@ Profile (also in the README, "Output contract"):
   HCPCS (``http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets``).
 * ``quantity.value`` = units; ``occurrenceDateTime`` = the date of service (a FHIR date).
 * ``context`` -> Encounter, ``subject`` -> Patient, ``service`` -> the MedicationAdministrations
-  the line came from, ``bodysite`` -> the vascular access, ``productCodeableConcept`` -> drug.
+  the line came from, ``bodysite`` -> the vascular access, ``productCodeableConcept`` -> drug
+  (its codings as sent, and the NDC in the 11-digit 5-4-2 form where it was sent otherwise).
 * Modifiers: repeated extension :data:`EXT_MODIFIER` (``valueCoding``, CPT/HCPCS modifier).
 * Explanation: ``note[0].text`` = the reason; further notes = warnings about the same
   administrations.  Extensions :data:`EXT_RULE` (``valueString``, the rule id) and
@@ -27,8 +28,9 @@ from typing import Any
 
 from fhir.resources.R4B.chargeitem import ChargeItem
 
-from coding_core.formulary import HCPCS_SYSTEM
+from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM
 from coding_core.model import CodedLine, CodingResult, EncounterInfo
+from coding_core.ndc import parse_ndc
 from mapping.fhir_shapes import ShapeValidator
 
 CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
@@ -119,6 +121,8 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter:
     if line.drug_name or line.drug_codings:
         product: dict[str, Any] = {"text": line.drug_name} if line.drug_name else {}
         codings = [{"system": c.system, "code": c.code, **({"display": c.display} if c.display else {})} for c in line.drug_codings]
+        if line.ndc and parse_ndc(line.ndc).eleven and not any(c["system"] == NDC_SYSTEM and c["code"] == line.ndc for c in codings):
+            codings.append({"system": NDC_SYSTEM, "code": line.ndc})  # the 11-digit form claims use, beside the NDC as sent
         if codings:
             product["coding"] = codings
         item["productCodeableConcept"] = product

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the dev dependencies
 from pydantic import ValidationError
 
-from coding_core.formulary import Formulary, FormularyEntry, normalize_name, normalize_ndc
+from coding_core.formulary import Formulary, FormularyEntry, normalize_name
+from coding_core.ndc import normalize_ndc, parse_ndc
 from coding_core.profile import Profile
 from mapping.errors import summarize_validation_errors
 
@@ -70,6 +71,10 @@ def _check_unique(name: str, entries: Iterable[FormularyEntry]) -> None:
             raise ReferenceDataError(f"{name}: HCPCS code '{e.hcpcs}' appears in two entries")
         codes.add(e.hcpcs.upper())
         keys = [("RxNorm code", c) for c in e.rxnorm]
+        for c in e.ndc:
+            if parse_ndc(c).eleven is None:
+                raise ReferenceDataError(f"{name}: {e.hcpcs}: NDC '{c}' is not an NDC in a known layout (10 digits "
+                                         "hyphenated 4-4-2, 5-3-2 or 5-4-1, or 11 digits)")
         keys += [("NDC", normalize_ndc(c)) for c in e.ndc]
         keys += [("local code", c.upper()) for c in e.local_codes]
         keys += [("name", normalize_name(n)) for n in (e.name, *e.synonyms)]
