@@ -42,6 +42,7 @@ from coding_core.model import (
 )
 from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, UnreadableSourceError, summarize_validation_errors
+from mapping.fhir_bundle import BundleIndex, reference_form, resolved
 from mapping.fhir_shapes import ShapeValidator
 from mapping.vocabulary import (
     Rate,
@@ -369,6 +370,10 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
     encounter_id = _ref_id(encounter_ref, "Encounter")
     if encounter_id is None:
         path = "encounter" if version == "R5" else "context"
+        sent = getattr(encounter_ref, "reference", None)
+        if sent:
+            raise fail(f"{path} is {reference_form(sent)} to no Encounter in the message (a Bundle entry or Encounter/id): "
+                       "the administration cannot be charged to an encounter")
         raise fail(f"no {path} reference to an Encounter: the administration cannot be charged to an encounter")
 
     if drug_cc is None and drug_ref is not None:
@@ -376,6 +381,11 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
     drug_codings = _codings(drug_cc)
     drug_text = (drug_cc.text if drug_cc is not None else None) or (drug_ref.display if drug_ref is not None else None)
     if not drug_codings and not drug_text:
+        sent = drug_ref.reference if drug_ref is not None else None
+        if sent:
+            path = "medication.reference" if version == "R5" else "medicationReference"
+            raise fail(f"{path} is {reference_form(sent)} that resolves to no Medication with a code in the message "
+                       "(contained, or a Bundle entry): the drug cannot be identified")
         raise fail("no medication code or text: the drug cannot be identified")
 
     dosage = ma.dosage
@@ -610,13 +620,15 @@ def _iter_document(doc: Any, source: str, prefix: str) -> Iterator[tuple[str, An
     if not isinstance(doc, dict):
         raise UnreadableSourceError("JSON document is not a FHIR resource or Bundle", source=source, position=prefix.strip() or None)
     if doc.get("resourceType") == "Bundle":
-        for i, entry in enumerate(doc.get("entry") or []):
+        entries = doc.get("entry") or []
+        index = BundleIndex(entries if isinstance(entries, list) else [])
+        for i, entry in enumerate(entries):
             pos = f"{prefix}entry[{i}]"
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if resource is None:
                 yield pos, MappingError("Bundle entry has no resource", source=source, position=pos)
             else:
-                yield pos, resource
+                yield pos, resolved(entry, index)
         return
     yield prefix.strip() or "resource", doc
 

@@ -296,7 +296,7 @@ def test_errors_name_the_record_and_field_but_never_the_values():
     ("change", "reason"),
     [
         ({"context": None}, "no context reference to an Encounter"),
-        ({"context": {"reference": "EpisodeOfCare/x"}}, "no context reference to an Encounter"),
+        ({"context": {"reference": "EpisodeOfCare/x"}}, "context is a relative reference EpisodeOfCare/id to no Encounter"),
         ({"medicationCodeableConcept": {"coding": [{"system": HCPCS_SYSTEM}]}}, "drug cannot be identified"),
         ({"id": None}, "has no id"),
     ],
