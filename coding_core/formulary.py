@@ -69,6 +69,14 @@ def normalize_name(text: str) -> str:
 BY_CODE, BY_NAME, BY_REDUCED_NAME = "code", "name", "reduced-name"
 
 
+_SYSTEM_LABELS = {HCPCS_SYSTEM: "hcpcs", NDC_SYSTEM: "ndc", RXNORM_SYSTEM: "rxnorm"}
+
+
+def system_label(codings: Sequence[Coding]) -> str:
+    """The code system a drug was sent in, as a bounded label (never a code or a name)."""
+    return _SYSTEM_LABELS.get(codings[0].system, "other") if codings else "text"
+
+
 @dataclass(frozen=True)
 class Identified:
     entry: FormularyEntry | None

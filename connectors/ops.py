@@ -58,6 +58,9 @@ class Metrics:
                                     ["error_type"], registry=r)
         self.redriven = Counter("infusion_charges_redriven", "Messages re-driven from the dead-letter topic "
                                 "(infusion-charges dead-letters replay), by input topic", ["topic"], registry=r)
+        self.unknown_drugs = Counter("infusion_charges_unknown_drugs", "Administrations added whose drug the formulary does not "
+                                     "identify by a code (unknown, or matched by its name alone), by the code system sent "
+                                     "(ndc, rxnorm, hcpcs, other, text: a name and no code)", ["system"], registry=r)
         self.coding_failures = Counter("infusion_charges_coding_failures", "Encounters whose coding raised an error",
                                        registry=r)
         self.rebalances = Counter("infusion_charges_rebalances", "Partition assignments received", registry=r)

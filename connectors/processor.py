@@ -18,7 +18,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from coding_core.formulary import Formulary
+from coding_core.formulary import BY_CODE, Formulary, system_label
 from coding_core.profile import Profile
 from connectors.clients import Outbox
 from connectors.codec import event_json, loads, published_json
@@ -78,6 +78,10 @@ class EncounterProcessor:
         # the event's JSON is what the state stores for a new record: no need to write it out again
         outcome = state.apply(mapped, record.timestamp, as_json=doc)
         self.metrics.records.labels(outcome).inc()
+        if outcome == "added" and mapped.administration is not None:
+            event = mapped.administration
+            if self.formulary.identify(event.drug_codings, event.drug_text).by != BY_CODE:
+                self.metrics.unknown_drugs.labels(system_label(event.drug_codings)).inc()
         if outcome == "retired":
             self.dead_letters.send(record, "ArrivedAfterRetention",
                                    f"encounter {safe_id(key)} is past its {self.settings.retention_days}-day retention window; "

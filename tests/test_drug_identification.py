@@ -155,3 +155,20 @@ def test_the_bundled_formulary_reduces_no_name_to_a_fluid_or_to_two_drugs():
     assert f.identify([], "Dextrose 50% 50 mL").entry is None
     assert f.identify([], "Sodium chloride 0.9% 1000 mL").by != BY_REDUCED_NAME
     assert f.identify([], "Vancomycin Hydrochloride 1 g").entry.hcpcs == "J3370"
+
+
+def test_unknown_and_name_matched_drugs_are_counted_by_code_system_only(tmp_path):
+    from mapping.fhir_in import map_resource
+    from tests.test_fhir_in import r4
+    from tests.test_rooms import _events, _rooms
+
+    rooms = _rooms(tmp_path)
+    unknown_ndc = map_resource(r4(id="ma-1", medicationCodeableConcept={"coding": [{"system": NDC_SYSTEM, "code": "99999-9999-99"}]}))
+    by_name = map_resource(r4(id="ma-2", medicationCodeableConcept={"text": "Vancomycin Hydrochloride 1 g"}))
+    known = map_resource(r4(id="ma-3"))
+    _events(rooms, unknown_ndc, by_name, known)
+    _events(rooms, unknown_ndc, offset=1)  # delivered again: a duplicate is not counted twice
+    text = rooms.processor.metrics.render().decode()
+    counted = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("infusion_charges_unknown_drugs_total")}
+    assert counted == {'infusion_charges_unknown_drugs_total{system="ndc"}': 1.0, 'infusion_charges_unknown_drugs_total{system="text"}': 1.0}
+    assert "99999" not in text and "ancomycin" not in text
