@@ -172,3 +172,38 @@ def test_unknown_and_name_matched_drugs_are_counted_by_code_system_only(tmp_path
     counted = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("infusion_charges_unknown_drugs_total")}
     assert counted == {'infusion_charges_unknown_drugs_total{system="ndc"}': 1.0, 'infusion_charges_unknown_drugs_total{system="text"}': 1.0}
     assert "99999" not in text and "ancomycin" not in text
+
+
+@pytest.mark.parametrize("code, hcpcs", [
+    ("1740467", "J2405"),  # 2 ML Ondansetron 2 MG/ML Injection (SCD)
+    ("104895", "J2405"),  # Zofran 4 MG Oral Tablet (SBD): the route decides the oral product
+    ("1807639", "J7030"),  # 1000 mL sodium chloride 9 mg/mL Bag
+    ("1807634", "J7040"),
+    ("204520", "J3480"),  # the FHIR example's potassium chloride product code
+])
+def test_product_level_rxnorm_codes_resolve(code, hcpcs):
+    found = load_formulary().identify([Coding(system="http://www.nlm.nih.gov/research/umls/rxnorm", code=code)])
+    assert (found.entry.hcpcs if found.entry else None, found.by) == (hcpcs, BY_CODE)
+
+
+def _fhir_lines(medication: dict, dose: dict, end: str) -> list[tuple[str, int]]:
+    from mapping.fhir_in import map_medication_administration
+    from tests.test_fhir_in import r4
+
+    event = map_medication_administration(r4(medicationCodeableConcept=medication, effectivePeriod={"start": "2026-03-02T10:00:00-05:00", "end": end},
+                                             dosage={"route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}, "dose": dose}))
+    info = EncounterInfo(id=event.encounter_id, patient_id="p1", encounter_class=EncounterClass.AMBULATORY)
+    return sorted((ln.code, ln.units) for ln in code_encounter(info, [event], load_formulary(), Profile()).lines)
+
+
+def test_an_rxnorm_code_sent_by_oid_resolves():
+    lines = _fhir_lines({"coding": [{"system": "urn:oid:2.16.840.1.113883.6.88", "code": "1740467"}]}, {"value": 4, "unit": "mg", "code": "mg"},
+                        "2026-03-02T10:20:00-05:00")
+    assert ("96365", 1) in lines and ("J2405", 4) in lines and not [c for c, _ in lines if c == "J3490"]
+
+
+@pytest.mark.parametrize("ndc", ["0338-0049-04", "00338-0049-04", "00338004904"])
+def test_normal_saline_given_by_its_ndc_is_hydration(ndc):
+    lines = _fhir_lines({"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": ndc}], "text": "Sodium chloride 0.9% 1000 mL"},
+                        {"value": 1000, "unit": "mL", "code": "mL"}, "2026-03-02T11:05:00-05:00")
+    assert lines == [("96360", 1), ("J7030", 1)]  # not 96365 + J3490, an unknown therapeutic drug
