@@ -8,6 +8,9 @@ per encounter.
 Exit status: 0 all records coded; 1 some records were rejected (each reported on stderr with
 file, position and record id; everything else was still coded and printed); 2 the command
 could not run (unreadable file, bad profile or formulary, bad arguments) — nothing printed.
+
+``infusion-charges formulary import CSV... --out FILE`` builds a formulary file from crosswalks;
+``infusion-charges formulary missing FILE...`` lists the drugs of a feed the formulary misses.
 """
 
 from __future__ import annotations
@@ -360,6 +363,57 @@ def run_recode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def run_formulary_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``infusion-charges formulary import``: crosswalk CSVs merged into a formulary file (see
+    mapping/formulary_import.py).  Exit 0 every row applied; 1 rows skipped, each reported (the
+    file is still written); 2 an input unreadable or in no known layout, or the result not a
+    valid formulary -- nothing written."""
+    from mapping import formulary_import as fi
+    from mapping.crosswalk import CrosswalkError, read_crosswalk
+
+    try:
+        base = fi.read_base(args.base)
+        crosswalks = [read_crosswalk(path) for path in args.files]
+    except (ReferenceDataError, CrosswalkError) as e:
+        print(f"infusion-charges: error: {e}", file=err)
+        return EXIT_FAILED
+    imported = fi.import_crosswalks(base.formulary, crosswalks)
+    for line in fi.report_lines(imported):
+        print(f"infusion-charges: {line}", file=err)
+    try:
+        written = fi.write_formulary(fi.formulary_text(base, crosswalks, imported, args.version), args.out)
+    except ReferenceDataError as e:
+        print(f"infusion-charges: error: the imported formulary is not valid, nothing written: {e}", file=err)
+        return EXIT_FAILED
+    except OSError as e:
+        print(f"infusion-charges: error: {args.out}: cannot write: {e.strerror}", file=err)
+        return EXIT_FAILED
+    print(f"infusion-charges: {fi.summary(imported)}; wrote {args.out} (version {written.version}, "
+          f"{len(written.entries)} drugs)", file=err)
+    return EXIT_REJECTED if imported.count(*fi.SKIPPED) else EXIT_OK
+
+
+def run_formulary_missing(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``infusion-charges formulary missing``: the drugs of FHIR/HL7 files the formulary does not
+    identify, or identifies only by a reduced name, with counts (see mapping/worklist.py)."""
+    from mapping.worklist import worklist
+
+    try:
+        profile = load_profile(args.profile)
+        formulary = formulary_for(profile, load_formulary(args.formulary))
+        collector = collect(args.files, ZoneInfo(profile.timezone))
+    except (ReferenceDataError, UnreadableSourceError) as e:
+        print(f"infusion-charges: error: {e}", file=err)
+        return EXIT_FAILED
+    found = worklist((m.administration for m in collector.administrations.values() if m.administration), formulary)
+    for line in found.lines():
+        print(line, file=out)
+    for rejected in collector.errors:
+        print(f"infusion-charges: rejected: {rejected}", file=err)
+    print(f"infusion-charges: {found.summary(formulary.version)}; {len(collector.errors)} records rejected", file=err)
+    return EXIT_OK
+
+
 def run_bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from connectors.bench import main as bench_main
 
@@ -426,6 +480,21 @@ def _parser() -> argparse.ArgumentParser:
     # Every action's options, so the handler reads them all (an action's own defaults win).
     dl.set_defaults(handler=run_dead_letters, error_type=None, source_topic=None, all=False, dry_run=False, payload=False, ids=[],
                     id=None)
+    fm = sub.add_parser("formulary", help="build a formulary file from NDC/RxNorm crosswalks; list the drugs it misses")
+    fm_sub = fm.add_subparsers(dest="action", required=True)
+    imp = fm_sub.add_parser("import", help="merge crosswalk CSVs (CMS ASP NDC-HCPCS crosswalk, site crosswalk) into a "
+                                           "versioned formulary file for --formulary")
+    imp.add_argument("files", nargs="+", metavar="CSV", help="crosswalk files, recognised by their header row")
+    imp.add_argument("--base", metavar="FORMULARY", help="the formulary to add to (default: the bundled one)")
+    imp.add_argument("--version", help="the new formulary's version (default: <base version>+<8 hex of the inputs' SHA-256>)")
+    imp.add_argument("--out", metavar="FILE", required=True, help="the formulary file to write (JSON)")
+    imp.set_defaults(handler=run_formulary_import)
+    miss = fm_sub.add_parser("missing", help="list, with counts, the drugs of FHIR/HL7 files the formulary does not "
+                                             "identify or identifies only by a reduced name")
+    miss.add_argument("--formulary", metavar="FILE", help="formulary data file (default: the bundled one)")
+    miss.add_argument("--profile", metavar="FILE", help="payer/site profile (YAML or JSON): its time zone and formulary overrides")
+    miss.add_argument("files", nargs="+", metavar="FILE", help="FHIR JSON (.json), NDJSON (.ndjson), HL7 v2 (.hl7) or - for stdin")
+    miss.set_defaults(handler=run_formulary_missing)
     bench = sub.add_parser("bench", help="pipeline benchmark on the embedded broker (see connectors/bench.py)")
     bench.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
     bench.add_argument("--seed", type=int, default=7)
