@@ -140,6 +140,10 @@ class AdministrationEvent(BaseModel):
     part_of_procedure: bool = False
     pump: PumpType | None = None
     ndc: str | None = None
+    # The id of a Medication the record names but does not carry (FHIR ``Medication/<id>``
+    # outside the message): its codes come from the reference table when the encounter is
+    # coded (connectors/medications.py), and until then the drug is unknown.
+    medication_ref: str | None = None
     # What the mapper noticed about the source record (e.g. an ambiguous local time); the
     # coding core reports each as a "source-data" warning on the encounter.
     source_warnings: tuple[str, ...] = ()

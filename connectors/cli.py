@@ -396,21 +396,37 @@ def run_formulary_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
 def run_formulary_missing(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``infusion-charges formulary missing``: the drugs of FHIR/HL7 files the formulary does not
     identify, or identifies only by a reduced name, with counts (see mapping/worklist.py)."""
+    from connectors.errors import WorkerFailed
     from mapping.worklist import worklist
 
+    if bool(args.files) == bool(args.config):
+        print("infusion-charges: error: formulary missing reads FILEs or, with --config, the workers' events topic", file=err)
+        return EXIT_FAILED
+    errors: list[Any] = []
     try:
-        profile = load_profile(args.profile)
-        formulary = formulary_for(profile, load_formulary(args.formulary))
-        collector = collect(args.files, ZoneInfo(profile.timezone))
-    except (ReferenceDataError, UnreadableSourceError) as e:
+        if args.config:  # what the workers were sent, as they mapped it
+            from connectors.recode import administrations_held
+            from connectors.settings import Settings
+
+            settings = Settings.load(args.config, bootstrap_servers=args.bootstrap_servers)
+            profile = load_profile(args.profile or settings.profile)
+            formulary = formulary_for(profile, load_formulary(args.formulary or settings.formulary))
+            events = administrations_held(settings)
+        else:
+            profile = load_profile(args.profile)
+            formulary = formulary_for(profile, load_formulary(args.formulary))
+            collector = collect(args.files, ZoneInfo(profile.timezone))
+            events = [m.administration for m in collector.administrations.values() if m.administration]
+            errors = collector.errors
+    except (ReferenceDataError, UnreadableSourceError, FileNotFoundError, ValueError, WorkerFailed) as e:
         print(f"infusion-charges: error: {e}", file=err)
         return EXIT_FAILED
-    found = worklist((m.administration for m in collector.administrations.values() if m.administration), formulary)
+    found = worklist(events, formulary)
     for line in found.lines():
         print(line, file=out)
-    for rejected in collector.errors:
+    for rejected in errors:
         print(f"infusion-charges: rejected: {rejected}", file=err)
-    print(f"infusion-charges: {found.summary(formulary.version)}; {len(collector.errors)} records rejected", file=err)
+    print(f"infusion-charges: {found.summary(formulary.version)}; {len(errors)} records rejected", file=err)
     return EXIT_OK
 
 
@@ -493,7 +509,9 @@ def _parser() -> argparse.ArgumentParser:
                                              "identify or identifies only by a reduced name")
     miss.add_argument("--formulary", metavar="FILE", help="formulary data file (default: the bundled one)")
     miss.add_argument("--profile", metavar="FILE", help="payer/site profile (YAML or JSON): its time zone and formulary overrides")
-    miss.add_argument("files", nargs="+", metavar="FILE", help="FHIR JSON (.json), NDJSON (.ndjson), HL7 v2 (.hl7) or - for stdin")
+    miss.add_argument("files", nargs="*", metavar="FILE", help="FHIR JSON (.json), NDJSON (.ndjson), HL7 v2 (.hl7) or - for stdin")
+    miss.add_argument("--config", metavar="FILE", help="instead of files: the workers' settings (YAML); reads their events topic")
+    miss.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="with --config: Kafka bootstrap servers (comma-separated)")
     miss.set_defaults(handler=run_formulary_missing)
     bench = sub.add_parser("bench", help="pipeline benchmark on the embedded broker (see connectors/bench.py)")
     bench.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")

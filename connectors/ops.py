@@ -61,6 +61,9 @@ class Metrics:
         self.unknown_drugs = Counter("infusion_charges_unknown_drugs", "Administrations added whose drug the formulary does not "
                                      "identify by a code (unknown, or matched by its name alone), by the code system sent "
                                      "(ndc, rxnorm, hcpcs, other, text: a name and no code)", ["system"], registry=r)
+        self.medications = Counter("infusion_charges_medications", "Records of the Medication reference topic, by outcome "
+                                   "(added, updated, deleted, rejected: dead-lettered)", ["outcome"], registry=r)
+        self.medications_held = Gauge("infusion_charges_medications_held", "Medications in the reference table", registry=r)
         self.coding_failures = Counter("infusion_charges_coding_failures", "Encounters whose coding raised an error",
                                        registry=r)
         self.rebalances = Counter("infusion_charges_rebalances", "Partition assignments received", registry=r)

@@ -31,6 +31,7 @@ from connectors.settings import Settings
 from connectors.state import EncounterState
 from connectors.store import PartitionStore, Row, StateStores
 from mapping.collector import Mapped
+from mapping.medications import Medications
 
 log = logging.getLogger("infusion_charges.worker")
 IDLE_CLOSE = "idle_close_basis_ms"  # an events-topic control record: {IDLE_CLOSE: ms, "encounter": id}
@@ -44,6 +45,7 @@ class EncounterProcessor:
         # The records that changed each encounter since the last checkpoint: dead-lettered if
         # its state then turns out too large to write.
         self._changed_by: dict[tuple[int, str], list[tuple[Any, dict[str, Any] | None]]] = {}
+        self.medications: Medications | None = None  # the reference table (connectors/medications.py), set by the worker
 
     # --- one events record ------------------------------------------------------------
 
@@ -122,6 +124,52 @@ class EncounterProcessor:
         self._changed_by.setdefault((record.partition, key), [])
         self._code_if_due(store, state, record)
 
+    # --- Medications arriving in the reference table -----------------------------------------
+
+    def medications_arrived(self, medication_ids: set[str], partitions: set[int], record: Any = None) -> int:
+        """Code again every encounter of these (recovered) partitions coded without one of these
+        Medications; how many.  A partition still recovering is checked when it is done."""
+        recoded = 0
+        for partition, store in self.stores.items():
+            if partition not in partitions:
+                continue
+            keys = dict.fromkeys(store.waiting(medication_ids))
+            keys.update((k, None) for k, s in store.in_memory() if set(s.waiting) & medication_ids)
+            for key in keys:
+                recoded += self._recode_waiting(store, partition, key, medication_ids, record)
+        return recoded
+
+    def recheck_waiting(self, partitions: set[int]) -> int:
+        """After a partition's state was recovered (or a rewind): its encounters waiting for a
+        Medication the table now holds are coded again; how many."""
+        held = self.medications
+        if held is None:
+            return 0
+        recoded = 0
+        for partition in partitions:
+            store = self.stores.get(partition)
+            if store is None:
+                continue
+            for key in store.waiting():
+                state = store.get(key)
+                arrived = {m for m in (state.waiting if state else ()) if held.get(m) is not None}
+                if arrived:
+                    recoded += self._recode_waiting(store, partition, key, arrived, None)
+        return recoded
+
+    def _recode_waiting(self, store: PartitionStore, partition: int, key: str, arrived: set[str], record: Any) -> int:
+        state = store.get(key)
+        if state is None or state.retired or state.blocked is not None or not set(state.waiting) & arrived:
+            return 0
+        self.metrics.records.labels("medication-arrived").inc()
+        log.info("encounter %s: a Medication it names arrived; coding it again", safe_id(key), extra={"encounter": safe_id(key)})
+        state.dirty = True
+        store.put(key, state)
+        self._changed_by.setdefault((partition, key), [])
+        self._code_if_due(store, state, record if record is not None else SimpleNamespace(
+            topic=self.settings.topics.fhir_medications, partition=-1, offset=-1, value=None, headers=[]))
+        return 1
+
     def _apply_idle_close(self, record: Any, encounter_id: str, basis_ms: int) -> None:
         store = self.stores.open(record.partition)
         state = store.get(encounter_id)
@@ -136,7 +184,7 @@ class EncounterProcessor:
         key = state.encounter_id
         try:
             with self.metrics.coding_seconds.time():
-                bundle = state.code(self.formulary, self.profile)
+                bundle = state.code(self.formulary, self.profile, self.medications)
         except Exception as e:  # a defect must not stop the worker nor block the partition behind it
             # The encounter stays as it was published (nothing withdrawn), is no longer due
             # (no retry loop), and is coded again when its next record arrives.
@@ -190,7 +238,8 @@ class EncounterProcessor:
                         state = state.model_copy(update={"records": {}})
                         store.keep(key, state)
                         value = state.to_bytes()
-                out.append((partition, Row(key, value, state.standing, state.last_record_ms), changelog_headers(state)))
+                out.append((partition, Row(key, value, state.standing, state.last_record_ms, tuple(state.waiting)),
+                            changelog_headers(state)))
         self._changed_by.clear()
         return out
 

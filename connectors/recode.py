@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaProducer
 
+from coding_core.model import AdministrationEvent
 from connectors.clients import read_topic
 from connectors.intake import RECORDS
 from connectors.recovery import LAST_RECORD_MS, STANDING
@@ -63,6 +64,21 @@ def held(settings: Settings, with_formulary: bool = False, timeout_s: float = 60
                                  for ext in item.get("extension", []) if ext.get("url") == EXT_FORMULARY)
         out[key] = Held(key, headers.get(STANDING, b"").decode(), int(headers.get(LAST_RECORD_MS, b"0") or 0), versions)
     return out
+
+
+def administrations_held(settings: Settings, timeout_s: float = 60.0) -> list[AdministrationEvent]:
+    """Every administration the workers hold (the changelog's latest state per encounter, each
+    record once), for ``infusion-charges formulary missing --config``."""
+    from connectors.state import EncounterState
+
+    latest: dict[str, bytes] = {}
+    for r in read_topic(settings, settings.topics.state, timeout_s):
+        if r.key is not None:
+            if r.value is None:
+                latest.pop(r.key.decode(), None)
+            else:
+                latest[r.key.decode()] = r.value
+    return [e for value in latest.values() for e in EncounterState.from_bytes(value).administrations()]
 
 
 def select(encounters: dict[str, Held], since_ms: int | None = None, until_ms: int | None = None,

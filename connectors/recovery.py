@@ -27,12 +27,15 @@ from connectors.state import EncounterState
 from connectors.store import PartitionStore, Row, StateStores
 
 log = logging.getLogger("infusion_charges.worker")
-STANDING, LAST_RECORD_MS = "standing", "last-record-ms"  # changelog record headers
+STANDING, LAST_RECORD_MS, WAITING = "standing", "last-record-ms", "waiting-medications"  # changelog record headers
 
 
 def changelog_headers(state: EncounterState) -> list[tuple[str, bytes]]:
     """What a restore needs to index a state without parsing it."""
-    return [(STANDING, state.standing.encode()), (LAST_RECORD_MS, str(state.last_record_ms).encode())]
+    headers = [(STANDING, state.standing.encode()), (LAST_RECORD_MS, str(state.last_record_ms).encode())]
+    if state.waiting:  # Medication ids are FHIR ids: no comma in them
+        headers.append((WAITING, ",".join(state.waiting).encode()))
+    return headers
 
 
 def row_from_record(key: str, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> Row:
@@ -40,9 +43,10 @@ def row_from_record(key: str, value: bytes | None, headers: list[tuple[str, byte
         return Row(key, None)
     found = dict(headers or ())
     if STANDING in found and LAST_RECORD_MS in found:
-        return Row(key, value, found[STANDING].decode(), int(found[LAST_RECORD_MS]))
+        waiting = tuple(found[WAITING].decode().split(",")) if found.get(WAITING) else ()
+        return Row(key, value, found[STANDING].decode(), int(found[LAST_RECORD_MS]), waiting)
     state = EncounterState.from_bytes(value)  # written before the headers existed
-    return Row(key, value, state.standing, state.last_record_ms)
+    return Row(key, value, state.standing, state.last_record_ms, tuple(state.waiting))
 
 
 class Recovery:

@@ -46,8 +46,8 @@ def route_fhir(value: bytes | None, tz: ZoneInfo) -> Routed:
             if not isinstance(resource, dict):
                 out.errors.append(MappingError("record is not a JSON object", position=position))
                 continue
-            try:
-                mapped = map_resource(resource)
+            try:  # a Medication named by id and not carried is read from the reference table at coding
+                mapped = map_resource(resource, medication_table=True)
             except MappingError as e:
                 out.errors.append(e.located(position=position))
                 continue

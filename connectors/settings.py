@@ -24,6 +24,8 @@ class Topics(BaseModel):
     fhir_encounters: str = "fhir.encounter"
     hl7_ras: str = "hl7v2.ras"
     hl7_adt: str = "hl7v2.adt"
+    # Compacted reference topic of FHIR Medications (key = id), read in full by every worker.
+    fhir_medications: str = "fhir.medication"
     charges: str = "billing.charge-items"
     dead_letter: str = "infusion-charges.dead-letter"
     events: str = "infusion-charges.events"

@@ -21,6 +21,7 @@ from coding_core.model import AdministrationEvent, EncounterClass, EncounterInfo
 from coding_core.profile import Profile
 from mapping.chargeitem_out import EXT_FORMULARY, revision_bundle, to_charge_items
 from mapping.collector import Mapped, resolve
+from mapping.medications import Medications, with_medications
 
 COMPRESS_FROM_BYTES = 256 * 1024  # changelog states larger than this are compressed (JSON compresses ~10x)
 CLOSING_STATUSES = {"finished", "completed"}  # FHIR R4 / R5 Encounter.status; HL7 A03
@@ -49,6 +50,9 @@ class EncounterState(BaseModel):
     # Records for it are dead-lettered until an operator re-admits it.  What is kept is the
     # last state that was written, with the revision last published.
     blocked: str | None = None
+    # Medications (ids) the last coding named and the reference table did not hold: the
+    # encounter is coded again when one arrives (connectors/medications.py).
+    waiting: list[str] = Field(default_factory=list)
     # Parsed views of ``records`` (not serialised; rebuilt after a change or a restore).
     _parsed: dict[str, Mapped] = PrivateAttr(default_factory=dict)
     _view: tuple[EncounterInfo, list[AdministrationEvent]] | None = PrivateAttr(default=None)
@@ -195,14 +199,20 @@ class EncounterState(BaseModel):
         return base.model_copy(update={"blocked": reason, "revision": self.revision, "published": self.published,
                                        "last_record_ms": self.last_record_ms, "dirty": False})
 
-    def code(self, formulary: Formulary, profile: Profile) -> dict[str, Any] | None:
+    def code(self, formulary: Formulary, profile: Profile, medications: Medications | None = None) -> dict[str, Any] | None:
         """Code the encounter; the revision bundle to publish, or None when nothing changed.
+        ``medications``: the reference table, for administrations that name a Medication by id.
 
         A discarded encounter withdraws whatever was published for it."""
         self.dirty = False
         items: list[dict[str, Any]] = []
+        self.waiting = []
         if self.lifecycle is Lifecycle.CLOSED:
-            result = code_encounter(self.encounter(), self.administrations(), formulary, profile)
+            events = self.administrations()
+            if any(e.medication_ref for e in events):
+                events, missing = with_medications(events, medications)
+                self.waiting = sorted(missing)
+            result = code_encounter(self.encounter(), events, formulary, profile)
             items = to_charge_items(result, self.encounter())
         live = {k: _as_billed(v) for k, v in self.published.items() if v.get("status") != "entered-in-error"}
         if {i["id"]: _as_billed(i) for i in items} == live:

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS state (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS state_by_standing ON state (standing, last_record_ms);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS waiting (medication TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (medication, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS waiting_by_key ON waiting (key);
 """
 # How many states the retention tick looks at per turn (the rest wait for the next turn).
 SCAN_LIMIT = 1000
@@ -49,6 +51,7 @@ class Row:
     value: bytes | None
     standing: str = "open"
     last_record_ms: int = 0
+    waiting: tuple[str, ...] = ()  # Medications its last coding could not read (EncounterState.waiting)
 
 
 class PartitionStore:
@@ -121,6 +124,18 @@ class PartitionStore:
                                 (*standings, older_than_ms, SCAN_LIMIT)).fetchall()
         return [r[0] for r in rows]
 
+    def waiting(self, medications: Iterable[str] | None = None) -> list[str]:
+        """Keys of states waiting for any of these Medications (for any, when None)."""
+        if medications is None:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT key FROM waiting")]
+        ids = list(medications)
+        keys: dict[str, None] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            keys.update((r[0], None) for r in self._db.execute(f"SELECT key FROM waiting WHERE medication IN ({marks})", chunk))
+        return list(keys)
+
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT standing, COUNT(*) FROM state GROUP BY standing").fetchall())
 
@@ -150,6 +165,9 @@ class PartitionStore:
                                "standing = excluded.standing, last_record_ms = excluded.last_record_ms", upserts)
             if deletes:
                 db.executemany("DELETE FROM state WHERE key = ?", deletes)
+            db.executemany("DELETE FROM waiting WHERE key = ?", [(r.key,) for r in rows])
+            db.executemany("INSERT OR IGNORE INTO waiting VALUES (?, ?)",
+                           [(m, r.key) for r in rows if r.value is not None for m in r.waiting])
             if next_offset > self.changelog_offset:
                 self.set_meta("changelog_offset", str(next_offset))
             db.execute("COMMIT")

@@ -8,7 +8,8 @@ Checked before the worker consumes anything; a contradiction is a :class:`TopicM
   broker lost it, or partitions added -- would detach every encounter from its state
   (growing partitions is a migration: see docs/operations.md);
 * the state topic is compacted (it is the changelog) and the events topic is not (compaction
-  by encounter id would delete all but an encounter's last events message);
+  by encounter id would delete all but an encounter's last events message); the Medication
+  reference topic is compacted (a table: the latest Medication per id);
 * the events topic keeps records at least ``MIN_EVENTS_RETENTION_MS`` (or forever): a worker
   that was down longer than that would find the events it had not applied gone;
 * each produced topic's ``max.message.bytes`` admits the worker's own size limit for it.
@@ -46,6 +47,7 @@ def wanted_configs(settings: Settings) -> dict[str, dict[str, str]]:
     t = settings.topics
     return {t.events: {}, t.charges: {}, t.dead_letter: {},
             t.state: {"cleanup.policy": "compact", "max.message.bytes": str(settings.max_state_bytes + SIZE_MARGIN)},
+            t.fhir_medications: {"cleanup.policy": "compact"},  # a table: the latest Medication per id, kept
             **{name: {} for name in t.inputs()}}
 
 
@@ -98,6 +100,10 @@ def verify(settings: Settings, info: dict[str, TopicInfo]) -> None:
     if state and (state.get("cleanup.policy", "").replace(" ", "") != "compact"):
         problems.append(f"topic {t.state} has cleanup.policy '{state.get('cleanup.policy')}': the changelog must be compacted "
                         "(and only compacted: deletion would lose the states of quiet encounters)")
+    medications = info[t.fhir_medications].configs
+    if medications and "compact" not in medications.get("cleanup.policy", ""):
+        problems.append(f"topic {t.fhir_medications} has cleanup.policy '{medications.get('cleanup.policy')}': the Medication "
+                        "reference topic must be compacted (deletion would forget Medications that did not change within retention)")
     if events:
         if "compact" in events.get("cleanup.policy", ""):
             problems.append(f"topic {t.events} has cleanup.policy '{events['cleanup.policy']}': compaction would delete events")

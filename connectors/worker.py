@@ -40,6 +40,7 @@ from connectors.dead_letters import DeadLetters
 from connectors.errors import DeliveryFailed, Interrupted, WorkerFailed, classify, describe
 from connectors.hold import CloseHold
 from connectors.intake import Intake
+from connectors.medications import MedicationTable
 from connectors.ops import Metrics, OpsServer
 from connectors.positions import Positions
 from connectors.processor import EncounterProcessor
@@ -87,6 +88,7 @@ class Worker:
         self.stores = StateStores(settings.state_dir, settings.topics.state)
         self.processor = EncounterProcessor(settings, formulary, profile, self.stores, self.outbox, self.dead_letters,
                                             self.metrics, self.stats, clock)
+        self.medications = self.processor.medications = MedicationTable(settings, self.metrics, self.dead_letters)
         self.log_ends = LogEnds(settings)
         self.recovery = Recovery(settings, self.stores, self.metrics, self.log_ends)
         self.checkpoint = Checkpoint(settings, self.consumer, self.outbox, self.intake, self.hold, self.processor, self.stores)
@@ -133,6 +135,7 @@ class Worker:
             self.recovery.topic_id = topics[self.settings.topics.state].topic_id
             if self.outbox.transactional:
                 self.producer.init_transactions()
+            self.medications.start(self.settings.bootstrap_timeout_ms / 1000 + 60)  # before any encounter is coded
             t = self.settings.topics
             self.consumer.subscribe([*t.inputs(), t.events], listener=self.assignments)
             log.info("worker started: group %s", self.settings.group_id)
@@ -183,6 +186,12 @@ class Worker:
             owned = self.assignments.owned
             self.consumer.resume(*[tp for p in done if (tp := TopicPartition(self.settings.topics.events, p)) in owned])
             self.metrics.recovering.set(len(self.recovery.pending))
+            if done:
+                self.processor.recheck_waiting(set(done))
+        arrived = self.medications.poll()
+        if arrived:
+            self.processor.medications_arrived(arrived, self._recovered())
+        self.metrics.medications_held.set(len(self.medications))
         try:
             batch = self.consumer.poll(timeout_ms=200, max_records=2000)
         except NoOffsetForPartitionError as e:
@@ -306,6 +315,7 @@ class Worker:
         finally:
             self._closing = True
             self.recovery.close()
+            self.medications.close()
             self.log_ends.close()
             self.stores.close_all()
             if self.ops is not None:

@@ -23,8 +23,10 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from fhir.resources.R4B.encounter import Encounter as EncounterR4
+from fhir.resources.R4B.medication import Medication as MedicationR4
 from fhir.resources.R4B.medicationadministration import MedicationAdministration as MedicationAdministrationR4
 from fhir.resources.encounter import Encounter as EncounterR5
+from fhir.resources.medication import Medication as MedicationR5
 from fhir.resources.medicationadministration import MedicationAdministration as MedicationAdministrationR5
 from pydantic import BaseModel, ValidationError
 
@@ -43,6 +45,7 @@ from coding_core.model import (
 from mapping.collector import FeedCollector, Mapped
 from mapping.errors import MappingError, UnreadableSourceError, summarize_validation_errors
 from mapping.fhir_bundle import BundleIndex, reference_form, resolved
+from mapping.medications import MedicationCodes
 from mapping.fhir_shapes import ShapeValidator
 from mapping.vocabulary import (
     Rate,
@@ -85,6 +88,8 @@ FIELD_PATHS: dict[str, dict[str, str]] = {
         "R4": "medicationCodeableConcept.coding | medicationReference -> contained Medication.code, else its ingredient codings",
         "R5": "medication.concept.coding | medication.reference -> contained Medication.code, else its ingredient codings",
     },
+    "medication_ref": {"R4": "medicationReference (Medication/<id>) neither contained nor in the Bundle: read from the "
+                             "Medication reference topic (worker only)", "R5": "medication.reference, the same"},
     "start/end": {"R4": "effectivePeriod.start/end | effectiveDateTime", "R5": "occurencePeriod.start/end | occurenceDateTime"},
     "access_device": {"R4": "device[0].reference (Device/<id>) or .display", "R5": "device[0].reference.reference or .concept"},
     "body_site": {"R4": "dosage.site.coding[0].code or .text", "R5": "dosage.site.coding[0].code or .text"},
@@ -135,11 +140,12 @@ def fhir_version(data: Mapping[str, Any]) -> str:
     return "R4"
 
 
-def map_resource(data: Mapping[str, Any]) -> Mapped | None:
-    """Map one resource dict.  None for resource types the product does not use (Patient, ...)."""
+def map_resource(data: Mapping[str, Any], medication_table: bool = False) -> Mapped | None:
+    """Map one resource dict.  None for resource types the product does not use (Patient, ...).
+    ``medication_table``: see :func:`map_medication_administration`."""
     rt = data.get("resourceType") if isinstance(data, Mapping) else None
     if rt == "MedicationAdministration":
-        event = map_medication_administration(data)
+        event = map_medication_administration(data, medication_table=medication_table)
         return Mapped("administration", event.id, version_of(data), administration=event)
     if rt == "Encounter":
         enc = map_encounter(data)
@@ -298,32 +304,51 @@ class _Ingredients:
         self.text = None
 
 
+def _medication_code(medication: Any) -> Any:
+    """A Medication's code, else its ingredients' codings (None: neither)."""
+    if medication.code is not None:
+        return medication.code
+    concepts = []
+    for ing in medication.ingredient or []:
+        item = getattr(ing, "itemCodeableConcept", None)
+        if item is None and getattr(ing, "item", None) is not None:  # R5: a CodeableReference
+            item = ing.item.concept
+        if item is not None:
+            concepts.append(item)
+    return _Ingredients(concepts) if concepts else None
+
+
 def _contained_code(resource: Any, reference: str | None) -> Any:
     """The code of a contained Medication referenced as '#id', else its ingredients' codings."""
     if not reference or not reference.startswith("#"):
         return None
     for c in resource.contained or []:
         if c.id == reference[1:] and c.get_resource_type() == "Medication":
-            if c.code is not None:
-                return c.code
-            concepts = []
-            for ing in c.ingredient or []:
-                item = getattr(ing, "itemCodeableConcept", None)
-                if item is None and getattr(ing, "item", None) is not None:  # R5: a CodeableReference
-                    item = ing.item.concept
-                if item is not None:
-                    concepts.append(item)
-            return _Ingredients(concepts) if concepts else None
+            return _medication_code(c)
     return None
 
 
-def _ids_checked(resource_type: str) -> Callable[[Callable[[Mapping[str, Any]], _T]], Callable[[Mapping[str, Any]], _T]]:
+def map_medication(data: Mapping[str, Any]) -> MedicationCodes:
+    """A Medication resource (R4/R4B or R5) of the reference topic."""
+    r5 = any(isinstance(i, Mapping) and "item" in i for i in data.get("ingredient") or [])
+    medication = _validate(MedicationR5 if r5 else MedicationR4, data, "Medication")
+    if not medication.id:
+        raise MappingError("Medication has no id: it cannot be referenced", resource_type="Medication")
+    code = _medication_code(medication)
+    codings = _codings(code)
+    if not codings and not (code is not None and code.text):
+        raise MappingError("Medication has no code, ingredient code or text: the drug cannot be identified",
+                           record_id=medication.id, resource_type="Medication")
+    return MedicationCodes(medication.id, codings, code.text if code is not None else None)
+
+
+def _ids_checked(resource_type: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
     """A mapper whose references must carry FHIR ids: one that does not is a MappingError."""
-    def wrap(mapper: Callable[[Mapping[str, Any]], _T]) -> Callable[[Mapping[str, Any]], _T]:
+    def wrap(mapper: Callable[..., _T]) -> Callable[..., _T]:
         @functools.wraps(mapper)
-        def mapped(data: Mapping[str, Any]) -> _T:
+        def mapped(data: Mapping[str, Any], **options: Any) -> _T:
             try:
-                return mapper(data)
+                return mapper(data, **options)
             except _NotAnId as e:
                 raise MappingError(f"a reference to {e} has an id that is not a FHIR id ([A-Za-z0-9-.], 1 to 64)",
                                    record_id=_id_of(data), resource_type=resource_type) from None
@@ -332,7 +357,9 @@ def _ids_checked(resource_type: str) -> Callable[[Callable[[Mapping[str, Any]], 
 
 
 @_ids_checked("MedicationAdministration")
-def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEvent:
+def map_medication_administration(data: Mapping[str, Any], medication_table: bool = False) -> AdministrationEvent:
+    """``medication_table``: a reference to a Medication by id that the message does not carry
+    is left for the reference table (``medication_ref``) instead of failing (the worker)."""
     version = fhir_version(data)
     cls = MedicationAdministrationR5 if version == "R5" else MedicationAdministrationR4
     ma = _validate(cls, data, "MedicationAdministration")
@@ -376,11 +403,14 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
                        "the administration cannot be charged to an encounter")
         raise fail(f"no {path} reference to an Encounter: the administration cannot be charged to an encounter")
 
+    medication_ref = None
     if drug_cc is None and drug_ref is not None:
         drug_cc = _contained_code(ma, drug_ref.reference)
+        if drug_cc is None and medication_table:
+            medication_ref = _ref_id(drug_ref, "Medication")
     drug_codings = _codings(drug_cc)
     drug_text = (drug_cc.text if drug_cc is not None else None) or (drug_ref.display if drug_ref is not None else None)
-    if not drug_codings and not drug_text:
+    if not drug_codings and not drug_text and medication_ref is None:
         sent = drug_ref.reference if drug_ref is not None else None
         if sent:
             path = "medication.reference" if version == "R5" else "medicationReference"
@@ -464,6 +494,7 @@ def map_medication_administration(data: Mapping[str, Any]) -> AdministrationEven
         part_of_procedure=part_of_procedure,
         pump=pump,
         ndc=ndc_of(drug_codings),
+        medication_ref=medication_ref,
         source_warnings=tuple(notes),
         unrecognised=tuple(unrecognised),
     )

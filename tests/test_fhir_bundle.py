@@ -119,14 +119,28 @@ def test_a_medication_that_the_administration_already_contains_keeps_its_id():
     ("https://ehr.example.org/fhir/Medication/nowhere", "an absolute URL"),
     ("#nothing", "a contained reference #id"),
 ])
-def test_a_medication_reference_that_resolves_to_nothing_names_its_form(reference, form):
+def test_a_medication_reference_that_resolves_to_nothing_names_its_form(reference, form, tmp_path):
+    """Offline (``code``): there is no reference table, so it is an error."""
     ma = r4(medicationReference={"reference": reference})
     del ma["medicationCodeableConcept"]
-    routed = _routed({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": ma}]})
-    assert routed.records == []
-    (error,) = routed.errors
-    assert f"medicationReference is {form} that resolves to no Medication" in str(error)
-    assert "nowhere" not in str(error) and "99999999" not in str(error)
+    path = tmp_path / "feed.json"
+    path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": ma}]}))
+    err = io.StringIO()
+    assert main(["code", str(path)], io.StringIO(), err) == 1
+    assert f"medicationReference is {form} that resolves to no Medication" in err.getvalue()
+    assert "nowhere" not in err.getvalue() and "99999999" not in err.getvalue()
+
+
+@pytest.mark.parametrize("reference", ["Medication/m-9", "https://ehr.example.org/fhir/Medication/m-9"])
+def test_the_worker_leaves_a_medication_named_by_id_to_the_reference_table(reference):
+    ma = r4(medicationReference={"reference": reference, "display": "Rituxan"})
+    del ma["medicationCodeableConcept"]
+    (record,) = _routed({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": ma}]}).records
+    event = record.administration
+    assert (event.medication_ref, event.drug_codings, event.drug_text) == ("m-9", (), "Rituxan")
+    urn = r4(medicationReference={"reference": "urn:uuid:" + MED_UUID})  # a urn names no Medication by id: still an error
+    del urn["medicationCodeableConcept"]
+    assert "a urn:uuid reference that resolves to no Medication" in str(_routed(urn).errors[0])
 
 
 def test_an_encounter_reference_that_resolves_to_nothing_names_its_form():

@@ -108,7 +108,7 @@ def _info(partitions=3, **configs):
 
 def _topics(settings, **over):
     t = settings.topics
-    info = {name: _info() for name in (t.events, t.state, t.charges, t.dead_letter, *t.inputs())}
+    info = {name: _info() for name in (t.events, t.state, t.charges, t.dead_letter, t.fhir_medications, *t.inputs())}
     info.update(over)
     return info
 
@@ -130,6 +130,7 @@ def test_topics_agreeing_with_the_settings_pass_and_a_broker_reporting_no_config
     ("events", _info(cleanup_policy="delete", retention_ms=3_600_000), ["retention.ms 3600000"]),
     ("state", _info(cleanup_policy="compact", max_message_bytes=1_000_000), ["max_state_bytes 4000000"]),
     ("charges", _info(max_message_bytes=900_000), ["max_revision_bytes"]),
+    ("fhir_medications", _info(cleanup_policy="delete"), ["reference topic must be compacted"]),
 ])
 def test_a_topic_contradicting_the_settings_is_named_with_the_setting(topic, info, words):
     settings = Settings(partitions=3)
