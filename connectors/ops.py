@@ -51,6 +51,8 @@ class Metrics:
         self.dead_lettered = Counter("infusion_charges_messages_dead_lettered", "Messages sent to the dead-letter topic",
                                      ["topic"], registry=r)
         self.revisions = Counter("infusion_charges_revisions_published", "Charge revisions published", registry=r)
+        self.warnings = Counter("infusion_charges_warnings", "Warnings of the published revisions, by code (unknown-drug, "
+                                "matched-by-name, missing-route, ...)", ["code"], registry=r)
         self.records = Counter("infusion_charges_records", "Events records applied to encounter state, by outcome (added, "
                                "replaced, merged, duplicate, outdated: an older version arriving late, retired, blocked)",
                                ["outcome"], registry=r)
@@ -176,7 +178,8 @@ class OpsServer:
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() would wait for a serve_forever that never ran
+            self.server.shutdown()
         self.server.server_close()
 
 

@@ -211,6 +211,14 @@ class EncounterProcessor:
             return
         self.stats["revisions"] += 1
         self.metrics.revisions.inc()
+        for code in state.warning_codes:
+            self.metrics.warnings.labels(code).inc()
+        entries = [e["resource"] for e in bundle["entry"]]
+        withdrawn = sum(1 for r in entries if r.get("status") == "entered-in-error")
+        log.info("encounter %s: revision %d published (%d lines, %d withdrawn, %d warnings)", safe_id(key), state.revision,
+                 len(entries) - withdrawn, withdrawn, len(state.warning_codes),
+                 extra={"encounter": safe_id(key), "revision": state.revision, "lines": len(entries) - withdrawn,
+                        "withdrawn": withdrawn, "warnings": len(state.warning_codes)})
         self.metrics.close_to_charge_seconds.observe(max(0.0, self.clock() - state.last_record_ms / 1000))
         headers = [("encounter-id", key.encode()), ("revision", str(state.revision).encode())]
         self.outbox.send(self.settings.topics.charges, key=key.encode(), value=value, headers=headers)

@@ -56,6 +56,7 @@ class EncounterState(BaseModel):
     # Parsed views of ``records`` (not serialised; rebuilt after a change or a restore).
     _parsed: dict[str, Mapped] = PrivateAttr(default_factory=dict)
     _view: tuple[EncounterInfo, list[AdministrationEvent]] | None = PrivateAttr(default=None)
+    _warning_codes: tuple[str, ...] = PrivateAttr(default=())  # the last coding's warnings (for metrics)
 
     def __eq__(self, other: object) -> bool:  # the serialised state, not the parse caches
         return isinstance(other, EncounterState) and self.model_dump() == other.model_dump()
@@ -213,6 +214,7 @@ class EncounterState(BaseModel):
                 events, missing = with_medications(events, medications)
                 self.waiting = sorted(missing)
             result = code_encounter(self.encounter(), events, formulary, profile)
+            self._warning_codes = tuple(w.code for w in result.warnings)
             items = to_charge_items(result, self.encounter())
         live = {k: _as_billed(v) for k, v in self.published.items() if v.get("status") != "entered-in-error"}
         if {i["id"]: _as_billed(i) for i in items} == live:
@@ -222,6 +224,11 @@ class EncounterState(BaseModel):
                                  {"formulary": str(formulary.version), "profile": profile.name})
         self.published = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
         return bundle
+
+    @property
+    def warning_codes(self) -> tuple[str, ...]:
+        """The codes of the warnings of the last coding (one per warning)."""
+        return self._warning_codes
 
     # --- changelog --------------------------------------------------------------------
 

@@ -79,6 +79,11 @@ class Worker:
                       "revisions_too_large": 0, "blocked": 0, "rewinds": 0}
         self.metrics = Metrics()
         self.ops: OpsServer | None = None
+        if settings.metrics_port is not None:  # bound first: a busy port is said before the clients wait for a broker
+            try:
+                self.ops = OpsServer(settings.metrics_port, self.metrics, lambda: self.ready, alive=self.alive)
+            except OSError as e:
+                raise WorkerFailed(f"metrics_port {settings.metrics_port}: cannot listen ({e.strerror})") from None
         self.consumer = make_consumer(settings)
         self.outbox = Outbox(lambda: make_producer(settings), self.metrics, settings.delivery == "exactly-once",
                              stuck_after_s=(settings.delivery_timeout_ms + 2 * settings.request_timeout_ms) / 1000)
@@ -124,11 +129,8 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set; then finish the batch in hand, commit and close, within
         ``shutdown_timeout_s``.  A fatal error is raised (after closing, without committing)."""
-        if self.settings.metrics_port is not None:
-            try:
-                self.ops = OpsServer(self.settings.metrics_port, self.metrics, lambda: self.ready, alive=self.alive).start()
-            except OSError as e:
-                raise WorkerFailed(f"metrics_port {self.settings.metrics_port}: cannot listen ({e.strerror})") from None
+        if self.ops is not None:
+            self.ops.start()
         clean = False
         try:
             topics = prepare_topics(self.settings)

@@ -99,3 +99,39 @@ def test_log_levels_come_from_the_settings(monkeypatch, tmp_path):
         root.handlers[:] = handlers
         root.setLevel(level)
         kafka.setLevel(kafka_level)
+
+
+def test_each_published_revision_is_one_info_line_and_its_warnings_are_counted_by_code(tmp_path, caplog):
+    from mapping.fhir_in import map_resource
+    from tests.test_fhir_in import r4
+    from tests.test_rooms import _events, _rooms
+
+    caplog.set_level(logging.INFO, logger="infusion_charges")
+    rooms = _rooms(tmp_path)
+    unknown = map_resource(r4(id="ma-1", medicationCodeableConcept={"text": "Compounded Mystery Drug"}))
+    _events(rooms, unknown, map_resource({"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}}))
+    (line,) = [r for r in caplog.records if "published" in r.getMessage()]
+    assert line.levelno == logging.INFO and line.revision == 1 and line.warnings >= 1 and line.withdrawn == 0
+    assert "e-1" not in line.getMessage() and line.encounter.startswith("enc:")
+    text = rooms.processor.metrics.render().decode()
+    assert 'infusion_charges_warnings_total{code="unknown-drug"} 1.0' in text and "Mystery" not in text
+
+
+def test_a_busy_metrics_port_is_a_clear_exit_2(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        config = tmp_path / "worker.yaml"
+        config.write_text(yaml.safe_dump({"metrics_port": port, "state_dir": str(tmp_path / "state"), "bootstrap_servers": "127.0.0.1:1"}))
+        done = subprocess.run([sys.executable, "-m", "connectors.cli", "run", "--config", str(config)], capture_output=True, text=True,
+                              timeout=60, cwd=root)
+    assert done.returncode == 2 and f"metrics_port {port}: cannot listen" in done.stderr and "Traceback" not in done.stderr
