@@ -69,6 +69,7 @@ def normalize_name(text: str) -> str:
 BY_CODE, BY_NAME, BY_REDUCED_NAME = "code", "name", "reduced-name"
 
 
+IDENTIFIED_CACHE = 50_000  # distinct drug codings remembered by Formulary.identify (then forgotten at once)
 _SYSTEM_LABELS = {HCPCS_SYSTEM: "hcpcs", NDC_SYSTEM: "ndc", RXNORM_SYSTEM: "rxnorm"}
 
 
@@ -96,6 +97,7 @@ class Formulary:
         self._by_name: dict[str, FormularyEntry] = {}
         self._by_reduced: dict[str, FormularyEntry | None] = {}  # None: the reduced name fits two drugs
         self._by_route: dict[tuple[str, str], FormularyEntry | None] = {}
+        self._identified: dict[tuple[tuple[tuple[str, str, str | None], ...], str | None], Identified] = {}
         for e in self.entries:
             self._by_hcpcs[e.hcpcs.upper()] = e
             for c in e.rxnorm:
@@ -160,7 +162,17 @@ class Formulary:
 
     def identify(self, codings: Sequence[Coding], text: str | None = None) -> Identified:
         """Resolve a drug: HCPCS, then NDC, then RxNorm, then local codes, then its name as
-        written, then its name reduced to the ingredient."""
+        written, then its name reduced to the ingredient.  A feed names the same drugs over and
+        over: answers are remembered (the formulary is immutable), up to IDENTIFIED_CACHE."""
+        key = (tuple((c.system, c.code, c.display) for c in codings), text)
+        hit = self._identified.get(key)
+        if hit is None:
+            if len(self._identified) >= IDENTIFIED_CACHE:
+                self._identified.clear()
+            hit = self._identified[key] = self._identify(codings, text)
+        return hit
+
+    def _identify(self, codings: Sequence[Coding], text: str | None) -> Identified:
         if len(codings) == 1:  # the usual case: one HCPCS code (a miss falls through to the full search)
             only = codings[0]
             if only.system == HCPCS_SYSTEM:
