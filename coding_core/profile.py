@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coding_core.model import Setting
+
+REVENUE_KEY = re.compile(r"[A-Z0-9]\d{4}(-[A-Z0-9]\d{4})?")  # a CPT/HCPCS code, or a range of them
 
 
 class FormularyOverride(BaseModel):
@@ -49,3 +52,28 @@ class Profile(BaseModel):
     route_drug_modifiers: dict[str, str] = Field(default_factory=dict)
     drug_line_modifiers: tuple[str, ...] = ()
     formulary_overrides: tuple[FormularyOverride, ...] = ()
+    # UB-04 revenue codes by CPT/HCPCS code or range ("96360-96379", "J9312"): these win over
+    # the defaults of coding_core/revenue_codes.py.
+    revenue_codes: dict[str, str] = Field(default_factory=dict)
+    # Publish lines that carry a review flag as "planned" (awaiting review), not "billable".
+    hold_flagged_lines: bool = False
+    # The FHIR server's base URL: Bundle entries' fullUrl is then <base>/ChargeItem/<id>
+    # (else a name-based urn:uuid from the line id).
+    fhir_base_url: str | None = None
+
+    @field_validator("revenue_codes")
+    @classmethod
+    def _revenue_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, code in value.items():
+            if not REVENUE_KEY.fullmatch(key):
+                raise ValueError("revenue_codes keys are a CPT/HCPCS code or a range of them (96360-96379)")
+            if not re.fullmatch(r"\d{4}", code):
+                raise ValueError("revenue codes are four digits (0260)")
+        return value
+
+    @field_validator("fhir_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s?#]+[^/\s?#]", value):
+            raise ValueError("fhir_base_url is an http(s) URL without a trailing slash, query or fragment")
+        return value

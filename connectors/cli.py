@@ -142,7 +142,7 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if args.explain:
                 texts.append(explain(result, encounter))
             else:
-                items.extend(to_charge_items(result, encounter))
+                items.extend(to_charge_items(result, encounter, profile))
         except Exception as e:  # a defect must not cost the other encounters their charges
             failed.append(f"Encounter/{_shown_id(enc_id)}: coding failed ({type(e).__name__}); other encounters were coded")
 
@@ -154,9 +154,9 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except (OSError, ValueError, KeyError, TypeError) as e:
             print(f"infusion-charges: error: --previous: {type(e).__name__}: not a revision Bundle as published", file=err)
             return EXIT_FAILED
-        _corrections(items, previous, out, err)
+        _corrections(items, previous, out, err, profile.fhir_base_url)
     else:
-        json.dump(bundle(items), out, indent=2, ensure_ascii=False)
+        json.dump(bundle(items, profile.fhir_base_url), out, indent=2, ensure_ascii=False)
         out.write("\n")
 
     for rejected in collector.errors:
@@ -191,7 +191,7 @@ def _previous_revisions(paths: Sequence[str]) -> dict[str, tuple[int, dict[str, 
 
 
 def _corrections(items: list[dict[str, Any]], previous: dict[str, tuple[int, dict[str, dict[str, Any]]]],
-                 out: TextIO, err: TextIO) -> None:
+                 out: TextIO, err: TextIO, base_url: str | None) -> None:
     """One transaction Bundle per encounter whose charges differ from its previous revision
     (JSON lines): what the pipeline would publish as the next revision."""
     from mapping.chargeitem_out import revision_bundle
@@ -208,7 +208,7 @@ def _corrections(items: list[dict[str, Any]], previous: dict[str, tuple[int, dic
             unchanged += 1
             continue
         changed += 1
-        out.write(json.dumps(revision_bundle(encounter_id, revision + 1, current, published), ensure_ascii=False) + "\n")
+        out.write(json.dumps(revision_bundle(encounter_id, revision + 1, current, published, base_url=base_url), ensure_ascii=False) + "\n")
     print(f"infusion-charges: {changed} encounters corrected (next revision printed), {unchanged} unchanged", file=err)
 
 

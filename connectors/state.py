@@ -215,13 +215,13 @@ class EncounterState(BaseModel):
                 self.waiting = sorted(missing)
             result = code_encounter(self.encounter(), events, formulary, profile)
             self._warning_codes = tuple(w.code for w in result.warnings)
-            items = to_charge_items(result, self.encounter())
+            items = to_charge_items(result, self.encounter(), profile)
         live = {k: _as_billed(v) for k, v in self.published.items() if v.get("status") != "entered-in-error"}
         if {i["id"]: _as_billed(i) for i in items} == live:
             return None  # the same charges (coded under another formulary version, perhaps): nothing to publish
         self.revision += 1
         bundle = revision_bundle(self.encounter_id, self.revision, items, self.published,
-                                 {"formulary": str(formulary.version), "profile": profile.name})
+                                 {"formulary": str(formulary.version), "profile": profile.name}, profile.fhir_base_url)
         self.published = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
         return bundle
 

@@ -23,6 +23,7 @@ Profile (also in the README, "Output contract"):
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,15 +32,22 @@ from fhir.resources.R4B.chargeitem import ChargeItem
 from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM
 from coding_core.model import CodedLine, CodingResult, EncounterInfo
 from coding_core.ndc import parse_ndc
+from coding_core.profile import Profile
+from coding_core.revenue_codes import revenue_code
 from mapping.fhir_shapes import ShapeValidator
 
 CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
 CODE_SYSTEMS = {"CPT": CPT_SYSTEM, "HCPCS": HCPCS_SYSTEM}
+_DEFAULT_PROFILE = Profile()
 EXT_BASE = "https://infusion-charges.dev/fhir/StructureDefinition/"
 EXT_MODIFIER = EXT_BASE + "chargeitem-modifier"
 EXT_RULE = EXT_BASE + "coding-rule"
 EXT_MINUTES = EXT_BASE + "service-minutes"
 EXT_FORMULARY = EXT_BASE + "formulary-version"
+EXT_REVENUE = EXT_BASE + "revenue-code"  # valueCoding, NUBC UB-04 revenue code
+EXT_REVIEW_FLAG = EXT_BASE + "review-flag"  # valueCode: a warning concerning the line (REVIEW_FLAG_SYSTEM)
+REVENUE_SYSTEM = "https://www.nubc.org/CodeSystem/RevenueCodes"
+FULL_URL_NAMESPACE = uuid.UUID("1b4e28ba-2fa1-5d3e-9e2b-6f1c2a7d9e40")  # name-based fullUrls of ChargeItems: uuid5(this, id)
 LINE_IDENTIFIER_SYSTEM = "urn:infusion-charges:charge-line"
 # Bundle.meta.tag systems naming what a revision was coded with: .../formulary, .../profile.
 CODED_WITH_SYSTEM = "urn:infusion-charges:coded-with"
@@ -71,15 +79,17 @@ def charge_item_ids(encounter_id: str, lines: Sequence[CodedLine]) -> list[str]:
     return ids
 
 
-def to_charge_items(result: CodingResult, encounter: EncounterInfo) -> list[dict[str, Any]]:
-    """The encounter's lines as validated ChargeItem dicts (JSON-ready)."""
+def to_charge_items(result: CodingResult, encounter: EncounterInfo, profile: Profile | None = None) -> list[dict[str, Any]]:
+    """The encounter's lines as validated ChargeItem dicts (JSON-ready); ``profile``: revenue
+    codes and whether flagged lines are held for review."""
+    profile = profile or _DEFAULT_PROFILE
     items = []
     for line, item_id in zip(result.lines, charge_item_ids(result.encounter_id, result.lines), strict=True):
-        items.append(_charge_item(item_id, line, result, encounter))
+        items.append(_charge_item(item_id, line, result, encounter, profile))
     return items
 
 
-def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter: EncounterInfo) -> dict[str, Any]:
+def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter: EncounterInfo, profile: Profile) -> dict[str, Any]:
     modifier_system = CODE_SYSTEMS[line.system]
     extensions: list[dict[str, Any]] = [
         {"url": EXT_MODIFIER, "valueCoding": {"system": modifier_system, "code": m}} for m in line.modifiers
@@ -89,21 +99,23 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter:
         extensions.append({"url": EXT_MINUTES, "valueInteger": line.minutes})
     if result.formulary_version:
         extensions.append({"url": EXT_FORMULARY, "valueString": result.formulary_version})
+    revenue = revenue_code(line.code, profile)
+    if revenue is not None:
+        extensions.append({"url": EXT_REVENUE, "valueCoding": {"system": REVENUE_SYSTEM, "code": revenue}})
 
     admin_ids = set(line.administration_ids)
+    concerning = [w for w in result.warnings if admin_ids.intersection(w.administration_ids)]
+    flags = list(dict.fromkeys(w.code for w in concerning))
+    extensions += [{"url": EXT_REVIEW_FLAG, "valueCode": flag} for flag in flags]
     notes = [{"text": line.reason}]
-    notes += [
-        {"text": f"warning {w.code}: {w.message}"}
-        for w in result.warnings
-        if admin_ids.intersection(w.administration_ids)
-    ]
+    notes += [{"text": f"warning {w.code}: {w.message}"} for w in concerning]
     patient_id = encounter.patient_id
     item: dict[str, Any] = {
         "resourceType": "ChargeItem",
         "id": item_id,
         "extension": extensions,
         "identifier": [{"system": LINE_IDENTIFIER_SYSTEM, "value": item_id}],
-        "status": "billable",
+        "status": "planned" if flags and profile.hold_flagged_lines else "billable",
         "code": {
             "coding": [{"system": CODE_SYSTEMS[line.system], "code": line.code}],
             "text": f"{line.code} {line.drug_name}" if line.system == "HCPCS" and line.drug_name else line.code,
@@ -137,10 +149,18 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter:
 _VALIDATOR = ShapeValidator(ChargeItem)
 
 
-def bundle(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def full_url(item_id: str, base_url: str | None = None) -> str:
+    """A ChargeItem entry's fullUrl: <base>/ChargeItem/<id> on a known server, else the
+    name-based ``urn:uuid:`` of its id (the same line, the same URL, in every revision)."""
+    if base_url:
+        return f"{base_url}/ChargeItem/{item_id}"
+    return f"urn:uuid:{uuid.uuid5(FULL_URL_NAMESPACE, item_id)}"
+
+
+def bundle(items: Iterable[dict[str, Any]], base_url: str | None = None) -> dict[str, Any]:
     """A FHIR Bundle of type ``collection`` (entries are validated ChargeItems); id from content."""
     items = list(items)
-    entries = [{"fullUrl": f"urn:infusion-charges:ChargeItem/{it['id']}", "resource": it} for it in items]
+    entries = [{"fullUrl": full_url(it["id"], base_url), "resource": it} for it in items]
     digest = hashlib.sha256("\n".join(f"{it['id']} {it['quantity']}" for it in items).encode()).hexdigest()[:32]
     return {"resourceType": "Bundle", "id": f"charges-{digest}", "type": "collection", "entry": entries}
 
@@ -151,6 +171,7 @@ def revision_bundle(
     items: Sequence[dict[str, Any]],
     previous: Mapping[str, dict[str, Any]] | None = None,
     coded_with: Mapping[str, str] | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """One coding result as a FHIR ``transaction``: ``PUT ChargeItem/{id}`` per current line and,
     for every line of the previous revision that vanished, the same ChargeItem again with status
@@ -164,7 +185,7 @@ def revision_bundle(
         if old_id not in current_ids and old.get("status") != "entered-in-error"
     ]
     entries = [
-        {"fullUrl": f"urn:infusion-charges:ChargeItem/{it['id']}", "resource": it,
+        {"fullUrl": full_url(it["id"], base_url), "resource": it,
          "request": {"method": "PUT", "url": f"ChargeItem/{it['id']}"}}
         for it in (*items, *withdrawn)
     ]
