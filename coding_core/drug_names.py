@@ -4,7 +4,9 @@
 packaging words go first, then salt and ester words.  The formulary compares a name at each
 step with its own names and synonyms reduced the same way; an exact name or synonym is a plain
 match, a reduced one is flagged on the line (``matched-by-name``).  Salt words go only after a
-drug word: in "potassium chloride" or "magnesium sulfate" the salt is the drug.  A reduced name that fits
+drug word: in "potassium chloride" or "magnesium sulfate" the salt is the drug; a reduced match
+never crosses salts (dexamethasone acetate is not dexamethasone sodium phosphate); a name with a
+percentage is never reduced (a solution's concentration is its identity).  A reduced name that fits
 two drugs identifies neither (saline by name cannot say which bag size).
 """
 
@@ -39,8 +41,23 @@ def exact(text: str) -> str:
     return " ".join(words(text))
 
 
+def salts(text: str) -> set[str]:
+    return {w for w in words(text) if w in SALTS}
+
+
+def same_salt(text: str, entry_name: str) -> bool:
+    """A reduced match must not cross salts: dexamethasone acetate is not dexamethasone sodium
+    phosphate (another HCPCS code).  A name or an entry that names no salt agrees with any."""
+    sent, known = salts(text), salts(entry_name)
+    return not sent or not known or sent <= known
+
+
 def reduced(text: str) -> tuple[str, ...]:
-    """The name without strengths and forms, then also without salts: each non-empty step once."""
+    """The name without strengths and forms, then also without salts: each non-empty step once.
+    A name with a percentage is not reduced at all: for a solution the concentration is what it
+    is (0.9 % or 3 % saline, 5 % or 50 % dextrose)."""
+    if any(w.endswith("%") for w in words(text)):
+        return ()
     # each word once: "Vancomycin Hydrochloride (VANCOMYCIN HYDROCHLORIDE)" is said twice
     base = list(dict.fromkeys(w for w in words(text) if not STRENGTH.match(w) and w not in UNITS and w not in FORMS))
     # Salts go only after a drug word: in "potassium chloride" or "magnesium sulfate" the salt is the drug.

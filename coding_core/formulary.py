@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
-from coding_core.drug_names import reduced
+from coding_core.drug_names import reduced, same_salt
 from coding_core.model import Coding, DrugClass
 from coding_core.ndc import normalize_ndc, parse_ndc
 from coding_core.profile import FormularyOverride
@@ -23,6 +23,7 @@ HCPCS_SYSTEM = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 RXNORM_SYSTEM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDC_SYSTEM = "http://hl7.org/fhir/sid/ndc"
 LOCAL_SYSTEM_PREFIX = "urn:local:"  # local codes reach the formulary through ``local_codes``
+_CODE_SYSTEMS = (HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM)
 
 
 class RouteProduct(BaseModel):
@@ -179,20 +180,12 @@ class Formulary:
                 hit = self._by_hcpcs.get(only.code.upper())
                 if hit is not None:
                     return Identified(hit, BY_CODE)
-        for c in codings:
-            if c.system == HCPCS_SYSTEM and (hit := self._by_hcpcs.get(c.code.upper())) is not None:
-                return Identified(hit, BY_CODE)
-        for c in codings:
-            if c.system == NDC_SYSTEM and (hit := self._ndc(c.code)) is not None:
-                return Identified(hit, BY_CODE)
-        for c in codings:
-            if c.system == RXNORM_SYSTEM and (hit := self._by_rxnorm.get(c.code.strip())) is not None:
-                return Identified(hit, BY_CODE)
-        for c in codings:
-            if c.system not in (HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM):
-                hit = self._by_local.get(c.code.upper())
-                if hit is not None:
-                    return Identified(hit, BY_CODE)
+        hits = self._code_hits(codings)
+        if hits:
+            # Codes naming a fluid and a drug are an admixture (KCl in NS, a drug in a bag):
+            # the drug, per the coding rules: a fluid with a drug added is not hydration.
+            drug = next((e for e in hits if e.drug_class is not DrugClass.HYDRATION), hits[0])
+            return Identified(drug, BY_CODE)
         names = [c.display for c in codings if c.display]
         if text:
             names.insert(0, text)
@@ -203,9 +196,19 @@ class Formulary:
         for n in names:
             for key in reduced(n):
                 hit = self._by_reduced.get(key)
-                if hit is not None:
+                if hit is not None and same_salt(n, hit.name):
                     return Identified(hit, BY_REDUCED_NAME)
         return Identified(None)
+
+    def _code_hits(self, codings: Sequence[Coding]) -> list[FormularyEntry]:
+        """The drugs the codes name, by precedence: HCPCS, NDC, RxNorm, local codes."""
+        found: dict[str, FormularyEntry] = {}
+        for system, find in ((HCPCS_SYSTEM, lambda c: self._by_hcpcs.get(c.upper())), (NDC_SYSTEM, self._ndc),
+                             (RXNORM_SYSTEM, lambda c: self._by_rxnorm.get(c.strip())), (None, lambda c: self._by_local.get(c.upper()))):
+            for c in codings:
+                if (c.system == system if system else c.system not in _CODE_SYSTEMS) and (hit := find(c.code)) is not None:
+                    found.setdefault(hit.hcpcs, hit)
+        return list(found.values())
 
     def _ndc(self, code: str) -> FormularyEntry | None:
         """An NDC in any layout; ten digits without hyphens when exactly one reading is known."""

@@ -421,9 +421,13 @@ def run_formulary_missing(args: argparse.Namespace, out: TextIO, err: TextIO) ->
     except (ReferenceDataError, UnreadableSourceError, FileNotFoundError, ValueError, WorkerFailed) as e:
         print(f"infusion-charges: error: {e}", file=err)
         return EXIT_FAILED
-    found = worklist(events, formulary)
+    by_reference = [e for e in events if e.medication_ref is not None]  # the reference table's to resolve
+    found = worklist((e for e in events if e.medication_ref is None), formulary)
     for line in found.lines():
         print(line, file=out)
+    if by_reference:
+        print(f"infusion-charges: {len(by_reference)} administrations name a Medication by id (resolved from the Medication "
+              "reference topic): not listed", file=err)
     for rejected in errors:
         print(f"infusion-charges: rejected: {rejected}", file=err)
     print(f"infusion-charges: {found.summary(formulary.version)}; {len(errors)} records rejected", file=err)

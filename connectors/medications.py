@@ -32,8 +32,8 @@ from mapping.fhir_in import StrictJsonError, map_medication, strict_loads
 from mapping.medications import MedicationCodes
 
 log = logging.getLogger("infusion_charges.worker")
-SETTLE_EVERY_S = 0.1  # codings closer together than this share one look at the log's end
-SETTLE_TIMEOUT_S = 5.0
+SETTLE_TIMEOUT_S = 5.0  # the most one coding waits for the topic
+SETTLE_BACKOFF_S = 30.0  # after that, codings use what is held for this long
 
 
 class MedicationTable:
@@ -44,23 +44,27 @@ class MedicationTable:
         self._reader: Any = None
         self._log_ends: LogEnds | None = None
         self._tps: list[TopicPartition] = []
-        self._settled_at = float("-inf")
+        self._retry_at = float("-inf")  # after a failed settle: when codings may wait for the topic again
         self._arrived: set[str] = set()  # ids changed since the last poll(), however they were read
 
     def __len__(self) -> int:
         return len(self._by_id)
 
     def get(self, medication_id: str) -> MedicationCodes | None:
-        """The Medication, after reading the table to the log's current end (at most every
-        ``SETTLE_EVERY_S``): a close is coded with every Medication produced before it."""
-        if time.monotonic() - self._settled_at > SETTLE_EVERY_S:
+        """The Medication; one the table does not hold yet is looked for to the log's current
+        end first, so a close is coded with every Medication produced before it.  While the
+        topic cannot be read, codings use what is held (the encounter then waits, and is coded
+        again when the Medication arrives) and no coding waits for it again for a while."""
+        found = self._by_id.get(medication_id)
+        if found is None and time.monotonic() >= self._retry_at:
             try:
                 self.settle(SETTLE_TIMEOUT_S)
-            except (WorkerFailed, KafkaError) as e:  # coded with what is held: the encounter waits, and is coded again on arrival
-                self._settled_at = time.monotonic()
+            except (WorkerFailed, KafkaError) as e:
+                self._retry_at = time.monotonic() + SETTLE_BACKOFF_S
                 log.warning("the Medication reference topic could not be read to its end: %s", type(e).__name__,
                             extra={"error_type": type(e).__name__})
-        return self._by_id.get(medication_id)
+            found = self._by_id.get(medication_id)
+        return found
 
     def start(self, timeout_s: float) -> None:
         """Assign every partition and read them to their ends (the restore)."""
@@ -86,7 +90,6 @@ class MedicationTable:
             if time.monotonic() > deadline:
                 raise WorkerFailed(f"the Medication reference topic {self.topic} was not read to its end within {timeout_s:.0f} s")
             self._apply(self._reader.poll(timeout_ms=100))
-        self._settled_at = time.monotonic()
 
     def poll(self) -> set[str]:
         """Read what arrived, without waiting; the ids changed since the last poll (read here or
@@ -123,6 +126,12 @@ class MedicationTable:
         except MappingError as e:
             self.metrics.medications.labels("rejected").inc()
             self.dead_letters.send(record, "MappingError", str(e))
+            return None
+        key = record.key.decode("utf-8", "replace") if record.key else None
+        if key != medication.id:  # compaction keeps one record per key: a key that is not the id keeps stale copies
+            self.metrics.medications.labels("rejected").inc()
+            self.dead_letters.send(record, "MappingError", "Medication record key is not the Medication's id (compaction and "
+                                   "deletion go by key)")
             return None
         outcome = "updated" if medication.id in self._by_id else "added"
         if self._by_id.get(medication.id) == medication:

@@ -80,8 +80,8 @@ class EncounterProcessor:
         # the event's JSON is what the state stores for a new record: no need to write it out again
         outcome = state.apply(mapped, record.timestamp, as_json=doc)
         self.metrics.records.labels(outcome).inc()
-        if outcome == "added" and mapped.administration is not None:
-            event = mapped.administration
+        if outcome == "added" and mapped.administration is not None and mapped.administration.medication_ref is None:
+            event = mapped.administration  # (one naming a Medication by id is the table's: counted if coded without it)
             if self.formulary.identify(event.drug_codings, event.drug_text).by != BY_CODE:
                 self.metrics.unknown_drugs.labels(system_label(event.drug_codings)).inc()
         if outcome == "retired":
@@ -150,11 +150,9 @@ class EncounterProcessor:
             store = self.stores.get(partition)
             if store is None:
                 continue
-            for key in store.waiting():
-                state = store.get(key)
-                arrived = {m for m in (state.waiting if state else ()) if held.get(m) is not None}
-                if arrived:
-                    recoded += self._recode_waiting(store, partition, key, arrived, None)
+            arrived = {m for m in store.waiting_medications() if held.get(m) is not None}
+            for key in store.waiting(arrived) if arrived else ():
+                recoded += self._recode_waiting(store, partition, key, arrived, None)
         return recoded
 
     def _recode_waiting(self, store: PartitionStore, partition: int, key: str, arrived: set[str], record: Any) -> int:
@@ -166,8 +164,10 @@ class EncounterProcessor:
         state.dirty = True
         store.put(key, state)
         self._changed_by.setdefault((partition, key), [])
-        self._code_if_due(store, state, record if record is not None else SimpleNamespace(
-            topic=self.settings.topics.fhir_medications, partition=-1, offset=-1, value=None, headers=[]))
+        # What a failure names: the encounter on the events topic (no record asked for this coding).
+        where = record if record is not None else SimpleNamespace(
+            topic=self.settings.topics.events, partition=partition, offset=-1, timestamp=0, key=key.encode(), value=None, headers=[])
+        self._code_if_due(store, state, where)
         return 1
 
     def _apply_idle_close(self, record: Any, encounter_id: str, basis_ms: int) -> None:

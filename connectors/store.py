@@ -136,6 +136,10 @@ class PartitionStore:
             keys.update((r[0], None) for r in self._db.execute(f"SELECT key FROM waiting WHERE medication IN ({marks})", chunk))
         return list(keys)
 
+    def waiting_medications(self) -> list[str]:
+        """The Medications some state of this partition waits for."""
+        return [r[0] for r in self._db.execute("SELECT DISTINCT medication FROM waiting")]
+
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT standing, COUNT(*) FROM state GROUP BY standing").fetchall())
 
@@ -165,9 +169,10 @@ class PartitionStore:
                                "standing = excluded.standing, last_record_ms = excluded.last_record_ms", upserts)
             if deletes:
                 db.executemany("DELETE FROM state WHERE key = ?", deletes)
-            db.executemany("DELETE FROM waiting WHERE key = ?", [(r.key,) for r in rows])
+            last = {r.key: r for r in rows}  # a restore batch may hold several versions of a key: the last counts
+            db.executemany("DELETE FROM waiting WHERE key = ?", [(k,) for k in last])
             db.executemany("INSERT OR IGNORE INTO waiting VALUES (?, ?)",
-                           [(m, r.key) for r in rows if r.value is not None for m in r.waiting])
+                           [(m, r.key) for r in last.values() if r.value is not None for m in r.waiting])
             if next_offset > self.changelog_offset:
                 self.set_meta("changelog_offset", str(next_offset))
             db.execute("COMMIT")

@@ -101,7 +101,7 @@ def verify(settings: Settings, info: dict[str, TopicInfo]) -> None:
         problems.append(f"topic {t.state} has cleanup.policy '{state.get('cleanup.policy')}': the changelog must be compacted "
                         "(and only compacted: deletion would lose the states of quiet encounters)")
     medications = info[t.fhir_medications].configs
-    if medications and "compact" not in medications.get("cleanup.policy", ""):
+    if medications and medications.get("cleanup.policy", "").replace(" ", "") != "compact":
         problems.append(f"topic {t.fhir_medications} has cleanup.policy '{medications.get('cleanup.policy')}': the Medication "
                         "reference topic must be compacted (deletion would forget Medications that did not change within retention)")
     if events:

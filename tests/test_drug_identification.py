@@ -207,3 +207,28 @@ def test_normal_saline_given_by_its_ndc_is_hydration(ndc):
     lines = _fhir_lines({"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": ndc}], "text": "Sodium chloride 0.9% 1000 mL"},
                         {"value": 1000, "unit": "mL", "code": "mL"}, "2026-03-02T11:05:00-05:00")
     assert lines == [("96360", 1), ("J7030", 1)]  # not 96365 + J3490, an unknown therapeutic drug
+
+
+@pytest.mark.parametrize("codes", [
+    [(NDC_SYSTEM, "0338-0049-04"), ("http://www.nlm.nih.gov/research/umls/rxnorm", "8591")],  # NS bag + KCl
+    [("http://www.nlm.nih.gov/research/umls/rxnorm", "8591"), ("http://www.nlm.nih.gov/research/umls/rxnorm", "1807639")],
+    [(HCPCS_SYSTEM, "J7030"), ("http://www.nlm.nih.gov/research/umls/rxnorm", "204520")],
+])
+def test_a_fluid_with_a_drug_added_is_the_drug_not_hydration(codes):
+    """An ingredient-coded Medication (KCl 20 mEq in 1 L 0.9 % NS) names the bag and the drug:
+    therapeutic, per the coding rules, whichever code comes first."""
+    found = load_formulary().identify([Coding(system=s, code=c) for s, c in codes])
+    assert found.entry.hcpcs == "J3480"
+
+
+def test_a_reduced_name_never_crosses_salts_nor_reduces_a_concentration():
+    f = Formulary("t", [
+        *_formulary().entries,
+        FormularyEntry(hcpcs="J7131", name="hypertonic saline solution", drug_class=DrugClass.THERAPEUTIC,
+                       billing_unit_value=Decimal(1), billing_unit="mL", synonyms=("sodium chloride",)),
+        FormularyEntry(hcpcs="J9999", name="dextrose", drug_class=DrugClass.THERAPEUTIC, billing_unit_value=Decimal(1), billing_unit="mL"),
+    ])
+    assert f.identify([], "Dexamethasone acetate 8 mg/mL").entry is None  # J1094, not J1100 dexamethasone sodium phosphate
+    assert f.identify([], "Dexamethasone Sodium Phosphate 4 mg/mL").entry.hcpcs == "J1100"
+    assert f.identify([], "Sodium chloride 0.9% 1000 mL").entry is None  # not 1000 mL of 3 % saline
+    assert f.identify([], "Dextrose 5% in water 1000 mL").entry is None

@@ -161,11 +161,39 @@ def test_the_table_keeps_the_latest_medication_per_id_and_reports_every_change_o
     table._apply({0: [rec(0, b"m-1", json.dumps(_rituximab()).encode()), rec(1, b"m-2", json.dumps(_rituximab("m-2")).encode())]})
     table._apply({0: [rec(2, b"m-1", json.dumps(ondansetron).encode())]})  # read by a coding's settle: still reported
     assert table.poll() == {"m-1", "m-2"} and table.poll() == set()
-    table._settled_at = float("inf")  # no reader here: nothing to settle
     assert [c.code for c in table.get("m-1").codings] == ["1740467"]  # the latest per id
     table._apply({0: [rec(3, b"m-2", json.dumps(_rituximab("m-2")).encode())]})  # the same again: no change
     table._apply({0: [rec(4, b"m-2", None)]})  # a tombstone
     table._apply({0: [rec(5, b"x", b'{"resourceType": "Medication", "id": "x", "code": {"text": "x", "text": "y"}}')]})
-    assert table.poll() == {"m-2"} and table.get("m-2") is None and len(table) == 1
+    table._apply({0: [rec(6, b"not-m-3", json.dumps(_rituximab("m-3")).encode())]})  # its key is not its id
+    assert table.poll() == {"m-2"} and table.get("m-2") is None and table.get("m-3") is None and len(table) == 1
+    letters = [dict(kw["headers"])["error.message"] for t, kw in rooms.outbox.sent if t == rooms.settings.topics.dead_letter]
+    assert len(letters) == 2 and b"appears twice" in letters[0] and b"key is not the Medication's id" in letters[1]
+
+
+def test_a_coding_failure_when_a_medication_arrives_is_dead_lettered_and_the_worker_goes_on(tmp_path, monkeypatch):
+    from connectors.state import EncounterState
+
+    rooms = _rooms(tmp_path)
+    table = rooms.processor.medications = Table()
+    _events(rooms, map_resource(_by_reference("m-1"), medication_table=True), map_resource(CLOSE))
+    table.held["m-1"] = map_medication(_rituximab())
+
+    def broken(self, *args, **kwargs):
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(EncounterState, "code", broken)
+    assert rooms.processor.medications_arrived({"m-1"}, {0}) == 1  # no exception: the loop goes on
     (letter,) = [kw for t, kw in rooms.outbox.sent if t == rooms.settings.topics.dead_letter]
-    assert b"appears twice" in dict(letter["headers"])["error.message"]
+    headers = dict(letter["headers"])
+    assert headers["error.type"] == b"CodingError" and headers["source.topic"] == rooms.settings.topics.events.encode()
+
+
+def test_the_waiting_index_follows_the_last_version_of_each_state(tmp_path):
+    from connectors.store import PartitionStore, Row
+
+    store = PartitionStore(tmp_path / "0.sqlite3", 0)
+    store.restore([Row("e-1", b"{}", "closed", 1, ("m-1",)), Row("e-1", b"{}", "closed", 2, ())], 2)  # v1 waited, v2 does not
+    store.restore([Row("e-2", b"{}", "closed", 1, ("m-1",)), Row("e-2", None)], 4)  # waited, then deleted
+    store.restore([Row("e-3", b"{}", "closed", 1, ()), Row("e-3", b"{}", "closed", 2, ("m-2",))], 6)
+    assert store.waiting({"m-1"}) == [] and store.waiting({"m-2"}) == ["e-3"] and store.waiting_medications() == ["m-2"]
