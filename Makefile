@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean lock
+.PHONY: demo test bench clean lock helm-schema
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -27,6 +27,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_coding_core.py
 	$(PY) benchmarks/bench_hl7.py
 	$(VENV)/bin/infusion-charges bench --quick
+
+# The Helm chart's values.schema.json parts generated from the worker's models (profile, formulary).
+helm-schema: $(STAMP)
+	$(PY) -m connectors.helm_schema
 
 # Resolve pyproject.toml's version ranges afresh in a scratch environment and lock the result.
 lock:

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # Partitions of the internal topics when the worker creates them (scale-out limit).
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    # Create missing topics at start (needs the Create ACL).  False: the cluster's operators
+    # create them; a missing topic then stops the worker (TopicMismatch, exit 2) naming each one.
+    create_topics: bool = True
     # The site's time zone when the profile names none (see site_profile).
     timezone: str = "America/New_York"
     profile: Path | None = None  # payer/site profile (YAML/JSON), see the README

@@ -1,5 +1,8 @@
 """The worker's topics: created when missing, checked against the settings when present.
 
+With ``create_topics`` off the worker creates nothing: the cluster's operators create the
+topics, and a missing one is a :class:`TopicMismatch` naming every topic that is missing.
+
 Checked before the worker consumes anything; a contradiction is a :class:`TopicMismatch`
 (``run`` exits 2 naming the topic and the setting):
 
@@ -51,14 +54,35 @@ def wanted_configs(settings: Settings) -> dict[str, dict[str, str]]:
             **{name: {} for name in t.inputs()}}
 
 
+def topics_to_create(settings: Settings, existing: set[str]) -> list[NewTopic]:
+    """The topics the worker must create: those of :func:`wanted_configs` not in ``existing``.
+
+    With ``create_topics`` off there are none to create, and any missing topic is a
+    :class:`TopicMismatch` naming each one (with the settings it needs)."""
+    wanted = wanted_configs(settings)
+    missing = [name for name in wanted if name not in existing]
+    if missing and not settings.create_topics:
+        t = settings.topics
+        needs = []
+        for name in missing:
+            parts = [f"{k}={v}" for k, v in wanted[name].items()]
+            if name in (t.events, t.state):
+                parts.insert(0, f"{settings.partitions} partitions")
+            if name == t.events:
+                parts.append(f"retention.ms >= {MIN_EVENTS_RETENTION_MS} or -1, not compacted")
+            needs.append(f"{name} ({', '.join(parts)})" if parts else name)
+        raise TopicMismatch(f"missing {'topic' if len(missing) == 1 else f'{len(missing)} topics'}: {'; '.join(needs)}. "
+                            "create_topics is off, so the worker creates no topic: they must be created by the cluster's "
+                            "operators (the chart README lists each topic and its settings)")
+    return [NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=wanted[name]) for name in missing]
+
+
 def prepare_topics(settings: Settings) -> dict[str, TopicInfo]:
-    """Create missing topics, then describe and check all of them."""
+    """Create missing topics (unless ``create_topics`` is off), then describe and check all of them."""
     admin = KafkaAdminClient(**settings.kafka_config(), request_timeout_ms=settings.request_timeout_ms)
     try:
         wanted = wanted_configs(settings)
-        existing = set(admin.list_topics())
-        new = [NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=cfg)
-               for name, cfg in wanted.items() if name not in existing]
+        new = topics_to_create(settings, set(admin.list_topics()))
         if new:
             try:
                 admin.create_topics(new)

@@ -166,6 +166,21 @@ def test_topics_that_contradict_the_settings_stop_the_worker_before_it_consumes(
     assert settings.topics.events in error["message"] and "4 partitions" in error["message"] and "partitions is 3" in error["message"]
 
 
+def test_with_create_topics_off_missing_topics_stop_the_worker_and_none_is_created(kafka_bootstrap, tmp_path):
+    settings = settings_for(kafka_bootstrap, create_topics=False)
+    t = settings.topics
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic(name, 3, 1) for name in t.inputs()])  # the feeds exist; nothing of the worker's own
+    worker = WorkerProcess(settings, tmp_path, "w")
+    assert worker.proc.wait(timeout=60) == 2
+    (error,) = [r for r in worker.records() if r["level"] == "ERROR"]
+    assert error["error_type"] == "TopicMismatch" and "created by the cluster's operators" in error["message"]
+    missing = (t.events, t.state, t.charges, t.dead_letter, t.fhir_medications)
+    assert all(name in error["message"] for name in missing)
+    assert not set(missing) & set(admin.list_topics())  # it created none of them
+    admin.close()
+
+
 def test_a_committed_offset_past_the_log_end_is_data_loss_not_a_fresh_start(kafka_bootstrap, tmp_path):
     """The broker lost records this group had committed past: the worker refuses to start the
     partition again from its beginning (which would bill encounters again at revision 1)."""

@@ -17,7 +17,7 @@ from connectors.recovery import changelog_headers, row_from_record
 from connectors.settings import Settings
 from connectors.state import EncounterState
 from connectors.store import PartitionStore, Row
-from connectors.topics import TopicInfo, verify
+from connectors.topics import TopicInfo, topics_to_create, verify
 from tests.test_state import FORMULARY, PROFILE, MIN, chemo, encounter
 
 
@@ -138,6 +138,33 @@ def test_a_topic_contradicting_the_settings_is_named_with_the_setting(topic, inf
     with pytest.raises(TopicMismatch) as e:
         verify(settings, _topics(settings, **{name: info}))
     assert name in str(e.value) and all(w in str(e.value) for w in words)
+
+
+def test_missing_topics_are_created_unless_create_topics_is_off():
+    settings = Settings(partitions=3)
+    t = settings.topics
+    everything = set(_topics(settings))
+    assert topics_to_create(settings, everything) == []
+    new = {n.name: n for n in topics_to_create(settings, everything - {t.state, t.hl7_adt})}
+    assert set(new) == {t.state, t.hl7_adt} and new[t.state].num_partitions == 3
+    assert new[t.state].topic_configs["cleanup.policy"] == "compact"
+
+    off = Settings(partitions=3, create_topics=False)
+    assert topics_to_create(off, everything) == []  # all there: nothing to create, nothing to refuse
+    with pytest.raises(TopicMismatch) as e:
+        topics_to_create(off, everything - {t.state, t.hl7_adt, t.fhir_medications})
+    message = str(e.value)
+    assert all(name in message for name in (t.state, t.hl7_adt, t.fhir_medications))  # every missing topic, in one error
+    assert t.events not in message and "created by the cluster's operators" in message
+    assert "3 partitions, cleanup.policy=compact" in message  # what the operators must create it with
+    assert classify(e.value) == "fatal"  # exit 2
+
+
+def test_create_topics_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("INFUSION_CHARGES_CREATE_TOPICS", "false")
+    assert Settings().create_topics is False
+    monkeypatch.delenv("INFUSION_CHARGES_CREATE_TOPICS")
+    assert Settings().create_topics is True
 
 
 @pytest.mark.parametrize("error, action", [
