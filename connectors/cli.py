@@ -140,7 +140,7 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             result = code_encounter(encounter, events, formulary, profile)
             if args.explain:
-                texts.append(explain(result, encounter))
+                texts.append(explain(result, encounter, profile))
             else:
                 items.extend(to_charge_items(result, encounter, profile))
         except Exception as e:  # a defect must not cost the other encounters their charges

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import textwrap
 
-from coding_core.model import CodingResult, EncounterInfo
+from coding_core.model import CodedLine, CodingResult, EncounterInfo
+from coding_core.profile import Profile
+from coding_core.revenue_codes import revenue_code
 
-COLUMNS = ("code", "units", "modifiers", "date", "minutes", "rule", "reason")
+COLUMNS = ("code", "units", "modifiers", "date", "minutes", "revenue", "review flags", "rule", "reason")
 REASON_WIDTH = 100
 
 
-def explain(result: CodingResult, encounter: EncounterInfo) -> str:
+def _flags(line: CodedLine, result: CodingResult) -> str:
+    """The review flags the ChargeItem carries: the warnings about the line's administrations."""
+    ids = set(line.administration_ids)
+    return ",".join(dict.fromkeys(w.code for w in result.warnings if ids.intersection(w.administration_ids))) or "-"
+
+
+def explain(result: CodingResult, encounter: EncounterInfo, profile: Profile | None = None) -> str:
+    profile = profile or Profile()
     cls = encounter.encounter_class.value if encounter.encounter_class else "class not given"
     head = f"Encounter {result.encounter_id} ({cls}, {result.setting.value} setting, formulary {result.formulary_version})"
     rows = [
         (
             ln.code, str(ln.units), ",".join(ln.modifiers) or "-", ln.service_date.isoformat(),
-            "-" if ln.minutes is None else str(ln.minutes), ln.rule, ln.reason,
+            "-" if ln.minutes is None else str(ln.minutes), revenue_code(ln.code, profile) or "-", _flags(ln, result),
+            ln.rule, ln.reason,
         )
         for ln in result.lines
     ]
