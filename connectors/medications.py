@@ -50,6 +50,9 @@ class MedicationTable:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def holds(self, medication_id: str) -> bool:
+        return medication_id in self._by_id
+
     def get(self, medication_id: str) -> MedicationCodes | None:
         """The Medication; one the table does not hold yet is looked for to the log's current
         end first, so a close is coded with every Medication produced before it.  While the

@@ -150,7 +150,7 @@ class EncounterProcessor:
             store = self.stores.get(partition)
             if store is None:
                 continue
-            arrived = {m for m in store.waiting_medications() if held.get(m) is not None}
+            arrived = {m for m in store.waiting_medications() if held.holds(m)}  # no look at the topic per id
             for key in store.waiting(arrived) if arrived else ():
                 recoded += self._recode_waiting(store, partition, key, arrived, None)
         return recoded

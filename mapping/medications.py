@@ -30,6 +30,10 @@ class MedicationCodes:
 class Medications(Protocol):
     def get(self, medication_id: str) -> MedicationCodes | None: ...
 
+    def holds(self, medication_id: str) -> bool:
+        """Held now, without looking at the topic."""
+        ...
+
 
 def with_medications(events: Iterable[AdministrationEvent], medications: Medications | None) -> tuple[list[AdministrationEvent], set[str]]:
     """The events with their referenced Medications read in; the ids the table did not hold."""

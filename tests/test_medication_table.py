@@ -37,6 +37,9 @@ class Table:
     def get(self, medication_id: str) -> MedicationCodes | None:
         return self.held.get(medication_id)
 
+    def holds(self, medication_id: str) -> bool:
+        return medication_id in self.held
+
 
 def _drug_codes(outbox, topic) -> list[list[str]]:
     return [[i["resource"]["code"]["coding"][0]["code"] for i in json.loads(kw["value"])["entry"]
