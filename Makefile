@@ -20,8 +20,8 @@ demo: $(STAMP)
 	@echo "== The real pipeline: embedded Kafka broker, worker, bundled sample feeds (FHIR + HL7 v2) =="
 	$(PY) -m connectors.demo
 	@echo
-	@echo "== The same feeds coded offline, explained (infusion-charges code --explain) =="
-	$(VENV)/bin/infusion-charges code --explain samples/*.json samples/*.ndjson samples/*.hl7
+	@echo "== The same feeds coded offline with the sample billing profile and its chargemaster, explained =="
+	$(VENV)/bin/infusion-charges code --explain --profile samples/profile-billing.yaml samples/*.json samples/*.ndjson samples/*.hl7
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_coding_core.py

@@ -1,6 +1,8 @@
 """HCPCS Level II drug lines: one line per drug and date of service.
 
-units = total dose that day / HCPCS billing unit, rounded up.  Single-dose containers carry
+units = total dose that day / HCPCS billing unit, rounded up.  Where the line has an NDC and the
+formulary its package unit, the NDC quantity = the same amount / the amount one NDC unit holds
+(whole units rounded up, mL/g/IU/mg to three decimals).  Single-dose containers carry
 JW (a separate line for the documented discarded amount) or JZ (nothing discarded) when the
 profile asks for it (Medicare since July 2023).  Route and payer drug modifiers come from the
 profile.
@@ -11,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from coding_core.classify import Classified, Note, dose_in
-from coding_core.formulary import NDC_SYSTEM
+from coding_core.formulary import NDC_SYSTEM, NdcUnit
 from coding_core.ndc import normalize_ndc
 from coding_core.model import CodedLine, coded_line
 from coding_core.profile import Profile
@@ -146,11 +148,14 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
         else:
             units = 1
             reason = f"{name}: dose unknown, 1 unit billed conservatively"
-        lines.append(coded_line(hcpcs, "HCPCS", units, mods, day, ids, "drug.administered", reason, None, None, name, codings, ndc, "drug"))
+        unit_text = _unit_text(bu, bu_unit)
+        package = entry.ndc_unit_for(ndc) if ndc else None
+        lines.append(coded_line(hcpcs, "HCPCS", units, mods, day, ids, "drug.administered", reason, None, None, name, codings, ndc, "drug",
+                                unit_text, *_ndc_quantity(total, package)))
         if jw_units > 0:
             lines.append(coded_line(hcpcs, "HCPCS", jw_units, (*modifiers, "JW"), day, ids, "drug.wasted",
                                     f"{name}: discarded {_fmt(waste)} {bu_unit} from single-dose container(s): {jw_units} unit(s) with JW",
-                                    None, None, name, codings, ndc, "drug"))
+                                    None, None, name, codings, ndc, "drug", unit_text, *_ndc_quantity(waste, package)))
     return lines, notes
 
 
@@ -158,6 +163,32 @@ _ZERO = Decimal(0)
 # _fmt of billing-unit values.  _fmt depends only on the value (normalize), except for the sign of
 # zero, and a zero billing unit never gets here (the division above raises).
 _BU_TEXT: dict[Decimal, str] = {}
+
+
+_UNIT_TEXT: dict[tuple[Decimal, str], str] = {}
+_THOUSANDTH = Decimal("0.001")
+
+
+def _unit_text(bu: Decimal, bu_unit: str) -> str:
+    """The HCPCS billing unit as ChargeItem.quantity.unit says it: "10 mg", "250 mL"."""
+    text = _UNIT_TEXT.get((bu, bu_unit))
+    if text is None:
+        text = f"{_fmt(bu)} {bu_unit}"
+        if len(_UNIT_TEXT) < 1024:
+            _UNIT_TEXT[bu, bu_unit] = text
+    return text
+
+
+def _ndc_quantity(amount: Decimal, package: NdcUnit | None) -> tuple[Decimal | None, str | None]:
+    """The NDC quantity of ``amount`` (in the billing-unit measure) and its qualifier: whole
+    units (vials, each) rounded up, measures to three decimals (what claims carry)."""
+    if package is None or amount <= 0:
+        return None, None
+    q = amount / package.amount
+    if package.qualifier == "UN":
+        return Decimal(_ceil(q)), "UN"
+    q = q.quantize(_THOUSANDTH, rounding=ROUND_HALF_UP)
+    return (Decimal(int(q)) if q == q.to_integral_value() else q.normalize()), package.qualifier
 
 
 def _by_id(c: Classified) -> str:

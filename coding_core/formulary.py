@@ -12,7 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coding_core.drug_names import reduced, same_salt
 from coding_core.model import Coding, DrugClass
@@ -41,6 +43,20 @@ class RouteProduct(BaseModel):
     requires_chemo: bool = False
 
 
+NDC_UNIT_QUALIFIERS = ("UN", "ML", "GR", "F2", "ME")  # claims' NDC unit of measure: unit, mL, gram, international unit, mg
+
+
+class NdcUnit(BaseModel):
+    """How an NDC is counted on a claim: the unit qualifier and how much of the drug one such
+    unit holds, in the entry's billing-unit measure (rituximab 10 mg/mL: ``ML``, 10 (mg); a
+    50 mg vial counted in vials: ``UN``, 50)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    qualifier: Literal["UN", "ML", "GR", "F2", "ME"]
+    amount: Decimal = Field(gt=0)
+
+
 class FormularyEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -59,6 +75,21 @@ class FormularyEntry(BaseModel):
     # Route value ("oral") -> the drug's HCPCS code by that route.
     routes: dict[str, RouteProduct] = {}
     requires_chemo: bool = False  # set on the entry ``for_route`` makes of a RouteProduct that says so
+    # The NDC quantity of a drug line: the entry's package unit, and per NDC (11 digits, 5-4-2)
+    # where a package differs (a vial strength).  None: no NDC quantity, the line is flagged.
+    ndc_unit: NdcUnit | None = None
+    ndc_units: dict[str, NdcUnit] = {}
+
+    @field_validator("ndc_units")
+    @classmethod
+    def _ndc_keys(cls, value: dict[str, NdcUnit]) -> dict[str, NdcUnit]:
+        for key in value:
+            if not re.fullmatch(r"\d{5}-\d{4}-\d{2}", key):
+                raise ValueError("ndc_units keys are 11-digit NDCs in the 5-4-2 form (00338-0049-04)")
+        return value
+
+    def ndc_unit_for(self, ndc: str | None) -> NdcUnit | None:
+        return self.ndc_units.get(ndc, self.ndc_unit) if ndc else self.ndc_unit
 
 
 def normalize_name(text: str) -> str:

@@ -107,6 +107,18 @@ class Quantity(BaseModel):
         return v
 
 
+class Ref(BaseModel):
+    """Who or what a charge refers to, as the feed named it: a FHIR literal reference
+    (``reference``: ``Practitioner/12``, an absolute URL) or, from HL7 v2, an identifier and the
+    authority that assigned it (PID-3.4, PV1-19.4, XCN-9); the output maps the authority to a URI."""
+
+    model_config = _FROZEN
+    resource_type: str  # Patient, Encounter, Practitioner, Location, Organization, Account, ...
+    reference: str | None = None
+    value: str | None = None
+    authority: str | None = None
+
+
 class AdministrationEvent(BaseModel):
     """One documented administration, normalised.  Times are timezone-aware."""
 
@@ -146,6 +158,10 @@ class AdministrationEvent(BaseModel):
     medication_ref: str | None = None
     # What the mapper noticed about the source record (e.g. an ambiguous local time); the
     # coding core reports each as a "source-data" warning on the encounter.
+    # Who gave it (FHIR performer.actor; HL7 RXA-10) and, from HL7, the administration's own
+    # identifier (a FHIR-sourced administration is MedicationAdministration/<id>).
+    performers: tuple[Ref, ...] = ()
+    identifier: Ref | None = None
     source_warnings: tuple[str, ...] = ()
     # Codes no vocabulary recognised, as "<field> <system>|<code>" (never display text): each
     # becomes a needs-review warning, and the administration gets no administration line.
@@ -177,6 +193,15 @@ class EncounterInfo(BaseModel):
     status: str | None = None
     period_start: datetime | None = None
     period_end: datetime | None = None
+    # References the charges carry (see mapping/chargeitem_out.py).  From HL7 v2 the patient
+    # and the visit are identifiers (PID-3, PV1-19 with their assigning authorities).
+    patient: Ref | None = None
+    identifier: Ref | None = None
+    location: Ref | None = None  # FHIR Encounter.location[0].location; HL7 PV1-3.1, its facility PV1-3.4 the authority
+    # The location's code the profile maps to a cost centre: the Location id; HL7 PV1-3.1.
+    location_code: str | None = None
+    service_provider: Ref | None = None  # FHIR Encounter.serviceProvider (HL7: none)
+    account: Ref | None = None  # FHIR Encounter.account[0]; HL7 PID-18
 
 
 class CodedLine(BaseModel):
@@ -198,6 +223,11 @@ class CodedLine(BaseModel):
     drug_codings: tuple[Coding, ...] = ()
     ndc: str | None = None
     role: Literal["initial", "add-on", "standalone", "drug"] = "standalone"
+    # Drug lines: the HCPCS billing unit ("10 mg") and the NDC quantity with its unit qualifier
+    # (UN, ML, GR, F2, ME), from the administered amount and the formulary's NDC package unit.
+    unit: str | None = None
+    ndc_quantity: Decimal | None = None
+    ndc_unit: str | None = None
 
 
 class CodingWarning(BaseModel):
@@ -284,12 +314,14 @@ def _finish(obj: _M, data: dict, fields_set: set[str]) -> _M:
 def coded_line(code: str, system: Literal["CPT", "HCPCS"], units: int, modifiers: tuple[str, ...], service_date: date,
                administration_ids: tuple[str, ...], rule: str, reason: str, minutes: int | None, access_site: str | None,
                drug_name: str | None, drug_codings: tuple[Coding, ...], ndc: str | None,
-               role: Literal["initial", "add-on", "standalone", "drug"]) -> CodedLine:
+               role: Literal["initial", "add-on", "standalone", "drug"], unit: str | None = None,
+               ndc_quantity: Decimal | None = None, ndc_unit: str | None = None) -> CodedLine:
     """``trusted(CodedLine, ...)`` with every field given."""
     obj = _new(CodedLine)  # _finish, inlined: one call per line saved
     _set_dict(obj, {
         "modifiers": modifiers, "minutes": minutes, "access_site": access_site, "drug_name": drug_name,
-        "drug_codings": drug_codings, "ndc": ndc, "role": role, "code": code, "system": system, "units": units,
+        "drug_codings": drug_codings, "ndc": ndc, "role": role, "unit": unit, "ndc_quantity": ndc_quantity,
+        "ndc_unit": ndc_unit, "code": code, "system": system, "units": units,
         "service_date": service_date, "administration_ids": administration_ids, "rule": rule, "reason": reason,
     })
     _set_fields_set(obj, _LINE_FIELDS)

@@ -140,9 +140,9 @@ def run_code(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             result = code_encounter(encounter, events, formulary, profile)
             if args.explain:
-                texts.append(explain(result, encounter, profile))
+                texts.append(explain(result, encounter, profile, events))
             else:
-                items.extend(to_charge_items(result, encounter, profile))
+                items.extend(to_charge_items(result, encounter, profile, events))
         except Exception as e:  # a defect must not cost the other encounters their charges
             failed.append(f"Encounter/{_shown_id(enc_id)}: coding failed ({type(e).__name__}); other encounters were coded")
 
@@ -363,6 +363,23 @@ def run_recode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def run_chargemaster(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``infusion-charges chargemaster --profile P``: the profile's priced chargemaster rows as
+    ChargeItemDefinitions, in a transaction Bundle of PUTs to post once to the FHIR server (again
+    after each new CDM version); the charges name them in ``definitionCanonical``.  Exit 2 when
+    the profile cannot be read or has no chargemaster."""
+    from mapping.chargemaster import ChargemasterError, definitions_bundle
+
+    try:
+        bundle = definitions_bundle(load_profile(args.profile))
+    except (ReferenceDataError, ChargemasterError) as e:
+        print(f"infusion-charges: error: {e}", file=err)
+        return EXIT_FAILED
+    out.write(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
+    print(f"infusion-charges: {len(bundle['entry'])} ChargeItemDefinitions", file=err)
+    return EXIT_OK
+
+
 def run_formulary_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``infusion-charges formulary import``: crosswalk CSVs merged into a formulary file (see
     mapping/formulary_import.py).  Exit 0 every row applied; 1 rows skipped, each reported (the
@@ -517,6 +534,10 @@ def _parser() -> argparse.ArgumentParser:
     miss.add_argument("--config", metavar="FILE", help="instead of files: the workers' settings (YAML); reads their events topic")
     miss.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="with --config: Kafka bootstrap servers (comma-separated)")
     miss.set_defaults(handler=run_formulary_missing)
+    cdm = sub.add_parser("chargemaster", help="print the profile's priced chargemaster rows as ChargeItemDefinitions "
+                                              "(a transaction Bundle to post once to the FHIR server)")
+    cdm.add_argument("--profile", metavar="FILE", required=True, help="payer/site profile (YAML or JSON) with a chargemaster")
+    cdm.set_defaults(handler=run_chargemaster)
     bench = sub.add_parser("bench", help="pipeline benchmark on the embedded broker (see connectors/bench.py)")
     bench.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
     bench.add_argument("--seed", type=int, default=7)

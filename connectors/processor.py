@@ -120,6 +120,7 @@ class EncounterProcessor:
             log.info("encounter %s re-admitted", safe_id(key), extra={"encounter": safe_id(key)})
         self.metrics.records.labels("recode").inc()
         state.dirty = True
+        state.recoded_ms = record.timestamp  # the re-code's enteredDate: the command's record time, the same on replay
         store.put(key, state)
         self._changed_by.setdefault((record.partition, key), [])
         self._code_if_due(store, state, record)

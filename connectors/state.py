@@ -10,6 +10,7 @@ No wall clock is read here: idle close and retention are decided on record times
 from __future__ import annotations
 
 import zlib
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -53,6 +54,9 @@ class EncounterState(BaseModel):
     # Medications (ids) the last coding named and the reference table did not hold: the
     # encounter is coded again when one arrives (connectors/medications.py).
     waiting: list[str] = Field(default_factory=list)
+    # When ``infusion-charges recode`` last asked for this encounter (its command's record time):
+    # the enteredDate of the charges coded since.
+    recoded_ms: int | None = None
     # Parsed views of ``records`` (not serialised; rebuilt after a change or a restore).
     _parsed: dict[str, Mapped] = PrivateAttr(default_factory=dict)
     _view: tuple[EncounterInfo, list[AdministrationEvent]] | None = PrivateAttr(default=None)
@@ -215,7 +219,8 @@ class EncounterState(BaseModel):
                 self.waiting = sorted(missing)
             result = code_encounter(self.encounter(), events, formulary, profile)
             self._warning_codes = tuple(w.code for w in result.warnings)
-            items = to_charge_items(result, self.encounter(), profile)
+            entered = datetime.fromtimestamp(self.recoded_ms / 1000, UTC) if self.recoded_ms is not None else None
+            items = to_charge_items(result, self.encounter(), profile, events, entered)
         live = {k: _as_billed(v) for k, v in self.published.items() if v.get("status") != "entered-in-error"}
         if {i["id"]: _as_billed(i) for i in items} == live:
             return None  # the same charges (coded under another formulary version, perhaps): nothing to publish
@@ -246,9 +251,11 @@ class EncounterState(BaseModel):
 
 
 def _as_billed(item: dict[str, Any]) -> dict[str, Any]:
-    """A ChargeItem without the formulary version it was coded under: a re-coding that changes
-    only that is not a new revision."""
+    """A ChargeItem without the formulary version it was coded under and when it was entered:
+    a re-coding that changes only those is not a new revision."""
     extensions = item.get("extension")
+    if "enteredDate" in item:
+        item = {k: v for k, v in item.items() if k != "enteredDate"}
     if not extensions or not any(e.get("url") == EXT_FORMULARY for e in extensions):
         return item
     return {**item, "extension": [e for e in extensions if e.get("url") != EXT_FORMULARY]}

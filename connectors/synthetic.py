@@ -146,5 +146,5 @@ def offline_charges(messages: list[tuple[str, bytes | None, bytes]], topics: Top
         for record in routed.records:
             collector.offer(record)
     formulary, profile = load_formulary(), Profile()
-    return {enc: to_charge_items(code_encounter(info, events, formulary, profile), info, profile)
+    return {enc: to_charge_items(code_encounter(info, events, formulary, profile), info, profile, events)
             for enc, (info, events) in collector.by_encounter().items()}

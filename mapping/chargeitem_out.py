@@ -25,15 +25,19 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fhir.resources.R4B.chargeitem import ChargeItem
 
 from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM
-from coding_core.model import CodedLine, CodingResult, EncounterInfo
+from coding_core.model import AdministrationEvent, CodedLine, CodingResult, CodingWarning, EncounterInfo
 from coding_core.ndc import parse_ndc
-from coding_core.profile import Profile
+from coding_core.profile import CdmItem, Profile
 from coding_core.revenue_codes import revenue_code
+from mapping.chargemaster import definition_canonical
+from mapping.references_out import literal, reference
 from mapping.fhir_shapes import ShapeValidator
 
 CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
@@ -46,7 +50,11 @@ EXT_MINUTES = EXT_BASE + "service-minutes"
 EXT_FORMULARY = EXT_BASE + "formulary-version"
 EXT_REVENUE = EXT_BASE + "revenue-code"  # valueCoding, NUBC UB-04 revenue code
 EXT_REVIEW_FLAG = EXT_BASE + "review-flag"  # valueCode: a warning concerning the line (REVIEW_FLAG_SYSTEM)
+EXT_NDC_QUANTITY = EXT_BASE + "ndc-quantity"  # valueQuantity: the NDC quantity, code = its unit qualifier
+EXT_LOCATION = EXT_BASE + "performing-location"  # valueReference: where the service was given
 REVENUE_SYSTEM = "https://www.nubc.org/CodeSystem/RevenueCodes"
+NDC_UNIT_SYSTEM = "urn:infusion-charges:ndc-unit-qualifier"  # UN, ML, GR, F2, ME (X12 / NCPDP unit of measure)
+ENTERER_DISPLAY = "infusion-charges"
 FULL_URL_NAMESPACE = uuid.UUID("1b4e28ba-2fa1-5d3e-9e2b-6f1c2a7d9e40")  # name-based fullUrls of ChargeItems: uuid5(this, id)
 LINE_IDENTIFIER_SYSTEM = "urn:infusion-charges:charge-line"
 # Bundle.meta.tag systems naming what a revision was coded with: .../formulary, .../profile.
@@ -79,17 +87,41 @@ def charge_item_ids(encounter_id: str, lines: Sequence[CodedLine]) -> list[str]:
     return ids
 
 
-def to_charge_items(result: CodingResult, encounter: EncounterInfo, profile: Profile | None = None) -> list[dict[str, Any]]:
-    """The encounter's lines as validated ChargeItem dicts (JSON-ready); ``profile``: revenue
-    codes and whether flagged lines are held for review."""
+def to_charge_items(result: CodingResult, encounter: EncounterInfo, profile: Profile | None = None,
+                    events: Iterable[AdministrationEvent] = (), entered: datetime | None = None) -> list[dict[str, Any]]:
+    """The encounter's lines as validated ChargeItem dicts (JSON-ready).  ``profile``: revenue
+    codes, chargemaster, identifier systems, cost centres, whether flagged lines are held;
+    ``events``: the administrations coded (performers, HL7 identifiers); ``entered``: the
+    enteredDate (default :func:`entered_date`)."""
     profile = profile or _DEFAULT_PROFILE
-    items = []
-    for line, item_id in zip(result.lines, charge_item_ids(result.encounter_id, result.lines), strict=True):
-        items.append(_charge_item(item_id, line, result, encounter, profile))
-    return items
+    by_id = {e.id: e for e in events}
+    entered = entered or entered_date(encounter, by_id.values())
+    context = _Context(profile, encounter, by_id, entered.isoformat() if entered is not None else None)
+    return [_charge_item(item_id, line, result, context)
+            for line, item_id in zip(result.lines, charge_item_ids(result.encounter_id, result.lines), strict=True)]
 
 
-def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter: EncounterInfo, profile: Profile) -> dict[str, Any]:
+def entered_date(encounter: EncounterInfo, events: Iterable[AdministrationEvent]) -> datetime | None:
+    """When the charges were entered, from the record, never the wall clock (a replay gives the
+    same bytes): the encounter's end, else its last documented administration time."""
+    if encounter.period_end is not None:
+        return encounter.period_end
+    times = [t for e in events for t in (e.end, e.start) if t is not None]
+    return max(times) if times else None
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every line of one encounter shares."""
+
+    profile: Profile
+    encounter: EncounterInfo
+    events: Mapping[str, AdministrationEvent]
+    entered: str | None
+
+
+def _charge_item(item_id: str, line: CodedLine, result: CodingResult, ctx: _Context) -> dict[str, Any]:
+    profile, encounter = ctx.profile, ctx.encounter
     modifier_system = CODE_SYSTEMS[line.system]
     extensions: list[dict[str, Any]] = [
         {"url": EXT_MODIFIER, "valueCoding": {"system": modifier_system, "code": m}} for m in line.modifiers
@@ -99,17 +131,27 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter:
         extensions.append({"url": EXT_MINUTES, "valueInteger": line.minutes})
     if result.formulary_version:
         extensions.append({"url": EXT_FORMULARY, "valueString": result.formulary_version})
-    revenue = revenue_code(line.code, profile)
-    if revenue is not None:
-        extensions.append({"url": EXT_REVENUE, "valueCoding": {"system": REVENUE_SYSTEM, "code": revenue}})
+    bill = billing(line, result, ctx)
+    row, cdm = bill.row, profile.chargemaster
+    if bill.revenue is not None:
+        extensions.append({"url": EXT_REVENUE, "valueCoding": {"system": REVENUE_SYSTEM, "code": bill.revenue}})
+    if line.ndc_quantity is not None and line.ndc_unit is not None:
+        value = int(line.ndc_quantity) if line.ndc_quantity == line.ndc_quantity.to_integral_value() else float(line.ndc_quantity)
+        extensions.append({"url": EXT_NDC_QUANTITY, "valueQuantity": {
+            "value": value, "unit": line.ndc_unit, "system": NDC_UNIT_SYSTEM, "code": line.ndc_unit}})
+    location = encounter.location
+    if location is not None:
+        extensions.append({"url": EXT_LOCATION, "valueReference": reference(location, profile)})
 
-    admin_ids = set(line.administration_ids)
-    concerning = [w for w in result.warnings if admin_ids.intersection(w.administration_ids)]
-    flags = list(dict.fromkeys(w.code for w in concerning))
+    flags = bill.flags
     extensions += [{"url": EXT_REVIEW_FLAG, "valueCode": flag} for flag in flags]
     notes = [{"text": line.reason}]
-    notes += [{"text": f"warning {w.code}: {w.message}"} for w in concerning]
-    patient_id = encounter.patient_id
+    notes += [{"text": f"warning {w.code}: {w.message}"} for w in bill.warnings]
+    notes += [{"text": f"review {code}: {message}"} for code, message in bill.own_flags]
+    coding = [{"system": CODE_SYSTEMS[line.system], "code": line.code}]
+    if row is not None and cdm is not None:
+        coding.append({"system": cdm.system, **({"version": cdm.version} if cdm.version else {}), "code": row.cdm_code,
+                       "display": row.description})
     item: dict[str, Any] = {
         "resourceType": "ChargeItem",
         "id": item_id,
@@ -117,16 +159,31 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter:
         "identifier": [{"system": LINE_IDENTIFIER_SYSTEM, "value": item_id}],
         "status": "planned" if flags and profile.hold_flagged_lines else "billable",
         "code": {
-            "coding": [{"system": CODE_SYSTEMS[line.system], "code": line.code}],
+            "coding": coding,
             "text": f"{line.code} {line.drug_name}" if line.system == "HCPCS" and line.drug_name else line.code,
         },
-        "subject": {"reference": f"Patient/{patient_id}"} if patient_id else {"display": "patient not identified in the feed"},
-        "context": {"reference": f"Encounter/{result.encounter_id}"},
+        "subject": _subject(encounter, profile),
+        "context": reference(encounter.identifier, profile) if encounter.identifier is not None
+        else literal("Encounter", result.encounter_id),
         "occurrenceDateTime": line.service_date.isoformat(),
-        "quantity": {"value": line.units},
-        "service": [{"reference": f"MedicationAdministration/{a}"} for a in line.administration_ids],
+        "quantity": {"value": line.units, "unit": line.unit or "service"},
+        "enterer": {"reference": profile.enterer} if profile.enterer else {"display": ENTERER_DISPLAY},
+        "service": [_service(a, ctx) for a in line.administration_ids],
         "note": notes,
     }
+    canonical = definition_canonical(profile, row) if row is not None else None
+    if canonical is not None:
+        item["definitionCanonical"] = [canonical]
+    performers = list(dict.fromkeys(p for a in line.administration_ids if (e := ctx.events.get(a)) is not None for p in e.performers))
+    if performers:
+        item["performer"] = [{"actor": reference(p, profile)} for p in performers]
+    if encounter.service_provider is not None:
+        item["performingOrganization"] = reference(encounter.service_provider, profile)
+    cost_center = profile.cost_centers.get(encounter.location_code or "") if profile.cost_centers else None
+    if cost_center is not None:
+        item["costCenter"] = {"type": "Organization", "identifier": {"system": profile.cost_center_system, "value": cost_center}}
+    if ctx.entered is not None:
+        item["enteredDate"] = ctx.entered
     if line.access_site:
         kind, _, name = line.access_site.partition(":")
         item["bodysite"] = [{"coding": [{"system": ACCESS_SITE_SYSTEM, "code": line.access_site}], "text": f"{kind} {name}"}]
@@ -138,9 +195,72 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, encounter:
         if codings:
             product["coding"] = codings
         item["productCodeableConcept"] = product
+    if encounter.account is not None:
+        item["account"] = [reference(encounter.account, profile)]
     # Validation is the contract: a ChargeItem we could not validate must never be published.
     _VALIDATOR.validate(item)
     return item
+
+
+def _subject(encounter: EncounterInfo, profile: Profile) -> dict[str, Any]:
+    if encounter.patient is not None:
+        return reference(encounter.patient, profile)
+    if encounter.patient_id:
+        return literal("Patient", encounter.patient_id)
+    return {"display": "patient not identified in the feed"}
+
+
+def _service(admin_id: str, ctx: _Context) -> dict[str, Any]:
+    event = ctx.events.get(admin_id)
+    if event is not None and event.identifier is not None:
+        return reference(event.identifier, ctx.profile)
+    return literal("MedicationAdministration", admin_id)
+
+
+@dataclass(frozen=True)
+class Billing:
+    """What a line posts under, and why it needs review: shared by the ChargeItem and --explain."""
+
+    row: CdmItem | None  # its chargemaster row
+    revenue: str | None  # the row's revenue code, else the profile's or the default
+    warnings: tuple[CodingWarning, ...]  # the coding's warnings about the line's administrations
+    own_flags: tuple[tuple[str, str], ...]  # (code, message) the output raises itself (no-cdm-item, ...)
+
+    @property
+    def flags(self) -> list[str]:
+        return list(dict.fromkeys([*(w.code for w in self.warnings), *(code for code, _ in self.own_flags)]))
+
+
+def billing(line: CodedLine, result: CodingResult, ctx: _Context) -> Billing:
+    cdm = ctx.profile.chargemaster
+    row = cdm.row(line.code, line.modifiers) if cdm is not None else None
+    ids = set(line.administration_ids)
+    return Billing(row, (row.revenue_code if row is not None else None) or revenue_code(line.code, ctx.profile),
+                   tuple(w for w in result.warnings if ids.intersection(w.administration_ids)), tuple(_line_flags(line, row, ctx)))
+
+
+def billing_of(result: CodingResult, encounter: EncounterInfo, profile: Profile | None = None,
+               events: Iterable[AdministrationEvent] = ()) -> list[Billing]:
+    """Each line's :class:`Billing`, as :func:`to_charge_items` publishes it."""
+    ctx = _Context(profile or _DEFAULT_PROFILE, encounter, {e.id: e for e in events}, None)
+    return [billing(line, result, ctx) for line in result.lines]
+
+
+def _line_flags(line: CodedLine, row: CdmItem | None, ctx: _Context) -> list[tuple[str, str]]:
+    """Review flags the output itself raises: (code, message).  The codes are in REVIEW_FLAGS."""
+    profile = ctx.profile
+    flags = []
+    if profile.chargemaster is not None and row is None:
+        flags.append(("no-cdm-item", f"no chargemaster row for {line.code}" + (f" with {' '.join(line.modifiers)}" if line.modifiers else "")))
+    if line.system == "HCPCS":
+        if line.ndc is None and profile.require_ndc and not line.code.startswith("P"):
+            flags.append(("no-ndc", f"drug line {line.code} has no NDC; the profile requires one"))
+        elif line.ndc is not None and line.ndc_quantity is None and line.rule != "drug.unclassified":
+            flags.append(("no-ndc-quantity", f"NDC of {line.code}: the formulary gives no package unit, so no NDC quantity"))
+    if profile.cost_centers and profile.cost_centers.get(ctx.encounter.location_code or "") is None:
+        flags.append(("no-cost-center", "the encounter's location maps to no cost centre in the profile"
+                      if ctx.encounter.location_code else "the encounter names no location: no cost centre"))
+    return flags
 
 
 # fhir.resources validation, exact, at a fraction of its cost (see mapping/fhir_shapes.py).

@@ -4,31 +4,30 @@ from __future__ import annotations
 
 import textwrap
 
-from coding_core.model import CodedLine, CodingResult, EncounterInfo
-from coding_core.profile import Profile
-from coding_core.revenue_codes import revenue_code
+from collections.abc import Iterable
 
-COLUMNS = ("code", "units", "modifiers", "date", "minutes", "revenue", "review flags", "rule", "reason")
+from coding_core.model import AdministrationEvent, CodingResult, EncounterInfo
+from coding_core.profile import Profile
+from mapping.chargeitem_out import billing_of
+
+COLUMNS = ("code", "units", "modifiers", "date", "minutes", "revenue", "cdm", "review flags", "rule", "reason")
 REASON_WIDTH = 100
 
 
-def _flags(line: CodedLine, result: CodingResult) -> str:
-    """The review flags the ChargeItem carries: the warnings about the line's administrations."""
-    ids = set(line.administration_ids)
-    return ",".join(dict.fromkeys(w.code for w in result.warnings if ids.intersection(w.administration_ids))) or "-"
-
-
-def explain(result: CodingResult, encounter: EncounterInfo, profile: Profile | None = None) -> str:
+def explain(result: CodingResult, encounter: EncounterInfo, profile: Profile | None = None,
+            events: Iterable[AdministrationEvent] = ()) -> str:
+    """The lines as a table; revenue code, chargemaster code and review flags as the ChargeItems carry them."""
     profile = profile or Profile()
+    bills = billing_of(result, encounter, profile, events)
     cls = encounter.encounter_class.value if encounter.encounter_class else "class not given"
     head = f"Encounter {result.encounter_id} ({cls}, {result.setting.value} setting, formulary {result.formulary_version})"
     rows = [
         (
             ln.code, str(ln.units), ",".join(ln.modifiers) or "-", ln.service_date.isoformat(),
-            "-" if ln.minutes is None else str(ln.minutes), revenue_code(ln.code, profile) or "-", _flags(ln, result),
-            ln.rule, ln.reason,
+            "-" if ln.minutes is None else str(ln.minutes), bill.revenue or "-", bill.row.cdm_code if bill.row else "-",
+            ",".join(bill.flags) or "-", ln.rule, ln.reason,
         )
-        for ln in result.lines
+        for ln, bill in zip(result.lines, bills, strict=True)
     ]
     out = [head, "=" * len(head)]
     if rows:

@@ -40,6 +40,7 @@ from coding_core.model import (
     Method,
     PumpType,
     Quantity,
+    Ref,
     Route,
 )
 from mapping.collector import FeedCollector, Mapped
@@ -107,9 +108,21 @@ FIELD_PATHS: dict[str, dict[str, str]] = {
     "wasted": {"R4": f"extension {EXT_WASTED}", "R5": "same"},
     "pump": {"R4": f"extension {EXT_PUMP}", "R5": "same"},
     "ndc": {"R4": f"drug coding with system {NDC_SYSTEM}", "R5": "same"},
+    "performers": {"R4": "performer[].actor (a literal reference to Practitioner, PractitionerRole, Patient, RelatedPerson, "
+                         "Device or Organization)", "R5": "performer[].actor.reference"},
+    "identifier": {"R4": "none: the charge names MedicationAdministration/<id> (HL7 sends an identifier instead)", "R5": "same"},
     "source_warnings": {"R4": "start/end given as a date without a time of day; a rate that is not a rate", "R5": "same"},
 }
 
+
+# Where each encounter field comes from (both versions); tests/test_billing_ready.py checks each row.
+ENCOUNTER_PATHS: dict[str, str] = {
+    "patient": "subject (a literal reference to a Patient)",
+    "location / location_code": "location[0].location (Location/<id>: the id is the cost-centre key)",
+    "service_provider": "serviceProvider (Organization)",
+    "account": "account[0] (R4 Encounter.account; R5 the same)",
+}
+PERFORMER_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "Device", "Organization")
 
 # FHIR MedicationAdministration.status and Encounter.class codes.
 STATUS_CODES: dict[str, AdminStatus] = {
@@ -214,6 +227,20 @@ def _ref_id(ref: Any, resource_type: str) -> str | None:
             raise _NotAnId(resource_type)
         return parts[-1]
     return None
+
+
+_LITERAL_REF = re.compile(r"(?:https?://\S+/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?")
+
+
+def _literal(ref: Any, *types: str) -> Ref | None:
+    """A reference kept as the feed sent it, when it resolves outside the message: relative
+    (``Practitioner/12``) or absolute, to one of ``types`` (any type when none).  ``urn:uuid:``
+    and contained (``#x``) references name nothing a billing system can look up: None."""
+    sent = getattr(ref, "reference", None)
+    match = _LITERAL_REF.fullmatch(sent) if isinstance(sent, str) else None
+    if match is None or (types and match.group(1) not in types):
+        return None
+    return Ref(resource_type=match.group(1), reference=sent)
 
 
 def _codings(cc: Any) -> tuple[Coding, ...]:
@@ -469,6 +496,8 @@ def map_medication_administration(data: Mapping[str, Any], medication_table: boo
         except ValueError:
             raise fail("extension pump-type value is not portable|implantable") from None
     part_of_procedure = any(_ref_id(p, "Procedure") for p in ma.partOf or [])
+    actors = [p.actor.reference if version == "R5" and p.actor is not None else p.actor for p in ma.performer or []]
+    performers = tuple(dict.fromkeys(r for a in actors if (r := _literal(a, *PERFORMER_TYPES)) is not None))
 
     return AdministrationEvent(
         id=rid,
@@ -495,6 +524,7 @@ def map_medication_administration(data: Mapping[str, Any], medication_table: boo
         pump=pump,
         ndc=ndc_of(drug_codings),
         medication_ref=medication_ref,
+        performers=performers,
         source_warnings=tuple(notes),
         unrecognised=tuple(unrecognised),
     )
@@ -519,9 +549,16 @@ def map_encounter(data: Mapping[str, Any]) -> EncounterInfo:
             break
     if codes and encounter_class is None:
         encounter_class = EncounterClass.OTHER
+    location = next((loc.location for loc in enc.location or [] if loc.location is not None), None)
+    location_ref = _literal(location, "Location")
     return EncounterInfo(
         id=enc.id,
         patient_id=_ref_id(enc.subject, "Patient"),
+        patient=_literal(enc.subject, "Patient"),
+        location=location_ref,
+        location_code=_ref_id(location, "Location") if location_ref is not None else None,
+        service_provider=_literal(enc.serviceProvider, "Organization"),
+        account=next((r for a in enc.account or [] if (r := _literal(a, "Account")) is not None), None),
         encounter_class=encounter_class,
         status=enc.status,
         period_start=_aware(period.start) if period is not None else None,

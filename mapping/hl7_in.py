@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM, RXNORM_SYSTEM
-from coding_core.model import AdministrationEvent, AdminStatus, Coding, EncounterClass, EncounterInfo, Method, Quantity
+from coding_core.model import AdministrationEvent, AdminStatus, Coding, EncounterClass, EncounterInfo, Method, Quantity, Ref
 from mapping.collector import FeedCollector, Mapped, stamped
 from mapping.errors import MappingError, summarize_validation_errors
 from mapping.hl7_er7 import Er7Error, read_segments, split_messages
@@ -73,14 +73,19 @@ HL7_FIELDS: dict[str, tuple[str, int, int]] = {
     "sending_application": ("MSH", 3, 1), "sending_facility": ("MSH", 4, 1),
     "event_type": ("EVN", 1, 1),  # only in place of an empty MSH-9.2 (see FALLBACKS)
     "patient_id": ("PID", 3, 1),  # identifier only: names and birth dates are never read
+    "patient_authority": ("PID", 3, 4), "account": ("PID", 18, 1), "account_authority": ("PID", 18, 4),
+    "point_of_care": ("PV1", 3, 1), "facility": ("PV1", 3, 4),  # the performing location; PV1-3.1 keys the cost centre
+    "visit_authority": ("PV1", 19, 4),
     "patient_class": ("PV1", 2, 1), "patient_type": ("PV1", 18, 1),
     "visit_number": ("PV1", 19, 1), "admit_time": ("PV1", 44, 1), "discharge_time": ("PV1", 45, 1),
     "placer_order": ("ORC", 2, 1), "filler_order": ("ORC", 3, 1),
+    "placer_namespace": ("ORC", 2, 2), "filler_namespace": ("ORC", 3, 2),
     "give_sub_id": ("RXA", 1, 1), "administration_sub_id": ("RXA", 2, 1),
     "start": ("RXA", 3, 1), "end": ("RXA", 4, 1),
     "drug_code": ("RXA", 5, 1), "drug_text": ("RXA", 5, 2), "drug_system": ("RXA", 5, 3),
     "drug_alt_code": ("RXA", 5, 4), "drug_alt_text": ("RXA", 5, 5), "drug_alt_system": ("RXA", 5, 6),
     "amount": ("RXA", 6, 1), "amount_units": ("RXA", 7, 1),
+    "performer": ("RXA", 10, 1), "performer_authority": ("RXA", 10, 9),  # identifier only, never the name
     "notes": ("RXA", 9, 2),
     "per_time_unit": ("RXA", 12, 1),  # present: RXA-6/7 is a rate (e.g. 125 mL per H1)
     "completion_status": ("RXA", 20, 1), "action_code": ("RXA", 21, 1),
@@ -305,8 +310,12 @@ def _administration_id(raw: str) -> str:
 
 def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fail: _Fail, sent: datetime | None) -> Mapped:
     order = v["filler_order"] or v["placer_order"]
+    namespace = v["filler_namespace"] if v["filler_order"] else v["placer_namespace"]
     if not order:
         raise fail("ORC-3/ORC-2", "no order number: the administration cannot be identified")
+    for name in ("performer", "performer_authority", "filler_namespace", "placer_namespace"):
+        if _CONTROL.search(v[name]):  # it would end up in FHIR identifiers
+            raise fail(LOCATION[name], "contains control characters")
     admin_id = _administration_id(f"{order}-{v['give_sub_id'] or '0'}-{v['administration_sub_id'] or '1'}")
     status = COMPLETION_STATUS.get(v["completion_status"].upper())
     if status is None:
@@ -369,6 +378,10 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
         drug_rate=rate.drug_rate,
         kvo=says_kvo(v["notes"], v["method_text"]),
         ndc=ndc_of(codings),
+        performers=(Ref(resource_type="Practitioner", value=v["performer"], authority=v["performer_authority"] or None),)
+        if v["performer"] else (),
+        identifier=Ref(resource_type="MedicationAdministration", value=admin_id,
+                       authority=namespace or header["sending_facility"] or None),
         source_warnings=tuple(notes),
         unrecognised=tuple(unrecognised),
     )
@@ -378,8 +391,15 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
 
 def _encounter(header: dict[str, str], trigger: str | None, tz: ZoneInfo, fail: _Fail) -> Mapped:
     fields: dict[str, object] = {"id": header["visit_number"]}
+    fields["identifier"] = Ref(resource_type="Encounter", value=header["visit_number"], authority=header["visit_authority"] or None)
     if header["patient_id"]:
         fields["patient_id"] = header["patient_id"]
+        fields["patient"] = Ref(resource_type="Patient", value=header["patient_id"], authority=header["patient_authority"] or None)
+    if header["point_of_care"]:
+        fields["location_code"] = header["point_of_care"]
+        fields["location"] = Ref(resource_type="Location", value=header["point_of_care"], authority=header["facility"] or None)
+    if header["account"]:
+        fields["account"] = Ref(resource_type="Account", value=header["account"], authority=header["account_authority"] or None)
     pclass = header["patient_class"].upper()
     if pclass:
         cls = PATIENT_CLASS.get(pclass, EncounterClass.OTHER)
@@ -452,7 +472,8 @@ def _map(header: dict[str, str], administrations: list[dict[str, str]], tz: Zone
         return []  # other ADT events carry nothing the coding needs
     if not header["visit_number"]:
         raise fail("PV1-19", "no visit number: the encounter cannot be identified")
-    for name in ("visit_number", "patient_id"):
+    for name in ("visit_number", "patient_id", "patient_authority", "visit_authority", "account", "account_authority",
+                 "point_of_care", "facility"):
         if _CONTROL.search(header[name]):  # it would end up in Kafka keys and FHIR references
             raise fail(LOCATION[name], "contains control characters")
     records = [_encounter(header, trigger if code == "ADT" else None, tz, fail)]

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from coding_core.formulary import Formulary, FormularyEntry, normalize_name
 from coding_core.ndc import normalize_ndc, parse_ndc
 from coding_core.profile import Profile
+from mapping.chargemaster import ChargemasterError, read_chargemaster
 from mapping.errors import summarize_validation_errors
 
 BUNDLED_FORMULARY = "coding_core/data/formulary.json"
@@ -124,6 +125,15 @@ def load_profile(path: str | Path | None = None) -> Profile:
         data = {}
     if not isinstance(data, dict):
         raise ReferenceDataError(f"{path}: a profile is a mapping of settings")
+    cdm = data.get("chargemaster")
+    if isinstance(cdm, dict) and cdm.get("file") is not None:
+        if cdm.get("items"):
+            raise ReferenceDataError(f"{path}: chargemaster: give file or items, not both")
+        cdm_path = Path(path).parent / str(cdm["file"])
+        try:
+            data = {**data, "chargemaster": {**cdm, "items": read_chargemaster(_read(cdm_path), f"chargemaster {cdm['file']}")}}
+        except ChargemasterError as e:
+            raise ReferenceDataError(f"{path}: {e}") from None
     try:
         profile = Profile.model_validate(data)
     except ValidationError as e:

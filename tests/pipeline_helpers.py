@@ -50,7 +50,7 @@ def offline_truth() -> dict[str, list[dict]]:
 
     collector = collect([str(p) for p in SAMPLE_FILES], ZoneInfo("America/New_York"))
     formulary, profile = load_formulary(), Profile()
-    return {enc: to_charge_items(code_encounter(info, events, formulary, profile), info, profile)
+    return {enc: to_charge_items(code_encounter(info, events, formulary, profile), info, profile, events)
             for enc, (info, events) in collector.by_encounter().items()}
 
 

@@ -119,3 +119,6 @@ def test_the_readme_lists_every_review_flag_the_coding_core_raises():
     readme = (ROOT / "README.md").read_text()
     listed = set(re.findall(r"`([a-z0-9-]+)`", readme.split("Review flags (warning codes):", 1)[1].split("\n\n", 1)[0]))
     assert raised and listed == raised
+    own = set(re.findall(r'flags\.append\(\("([a-z0-9-]+)"', (ROOT / "mapping" / "chargeitem_out.py").read_text()))
+    section = readme.split("Review flags the output adds", 1)[1].split("\n\n", 1)[0]
+    assert own and set(re.findall(r"`(no-[a-z0-9-]+)`", section)) == own

@@ -31,7 +31,9 @@ def lines_of(bundle_text: str) -> Counter:
     for entry in doc["entry"]:
         item = entry["resource"]
         mods = tuple(e["valueCoding"]["code"] for e in item.get("extension", []) if e["url"].endswith("chargeitem-modifier"))
-        key = (item["context"]["reference"].split("/")[1], item["code"]["coding"][0]["code"], mods, item["occurrenceDateTime"])
+        context = item["context"]  # literal from FHIR, by identifier from HL7
+        encounter = context["reference"].split("/")[1] if "reference" in context else context["identifier"]["value"]
+        key = (encounter, item["code"]["coding"][0]["code"], mods, item["occurrenceDateTime"])
         units[key] += item["quantity"]["value"]
     return units
 

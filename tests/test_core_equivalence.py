@@ -39,7 +39,7 @@ def test_fast_builders_match_trusted() -> None:
         coded_line("96365", "CPT", 2, ("59",), date(2026, 3, 2), ("a", "b"), "r", "why", 75, "device:x", "drug", codings, "123", "add-on"),
         trusted(CodedLine, code="96365", system="CPT", units=2, modifiers=("59",), service_date=date(2026, 3, 2),
                 administration_ids=("a", "b"), rule="r", reason="why", minutes=75, access_site="device:x",
-                drug_name="drug", drug_codings=codings, ndc="123", role="add-on"),
+                drug_name="drug", drug_codings=codings, ndc="123", role="add-on", unit=None, ndc_quantity=None, ndc_unit=None),
     )
     _same(coding_warning("c", "m", ("a",)), trusted(CodingWarning, code="c", message="m", administration_ids=("a",)))
     _same(exclusion("a", "why"), trusted(Exclusion, administration_id="a", reason="why"))

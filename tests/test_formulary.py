@@ -95,7 +95,7 @@ def test_unknown_drug_is_none(formulary):
 
 def test_the_bundled_file_is_read_once_and_names_its_provenance(formulary):
     assert load_formulary() is formulary
-    assert formulary.version == "2026.12.2"
+    assert formulary.version == "2026.12.3"
     note = formulary.by_hcpcs("J0897").note
     assert note and "96372" in note
 

@@ -352,7 +352,7 @@ def test_events_carry_an_encounters_records_together_and_older_or_broken_events_
         offline.offer(admin)
         offline.offer(close)
         (info, evs), = offline.by_encounter().values()
-        expected = to_charge_items(code_encounter(info, evs, load_formulary(), Profile()), info)
+        expected = to_charge_items(code_encounter(info, evs, load_formulary(), Profile()), info, Profile(), evs)
         latest = latest_revisions(kafka_bootstrap, settings.topics.charges, lambda lt: "enc-legacy" in lt, timeout_s=60)
         assert billable(latest["enc-legacy"]) == expected
         got = dead_letters(kafka_bootstrap, settings.topics.dead_letter)

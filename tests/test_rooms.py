@@ -127,6 +127,28 @@ def test_the_events_side_codes_a_closed_encounter_and_publishes_one_revision(tmp
     assert len([t for t, _ in rooms.outbox.sent if t == rooms.settings.topics.charges]) == 1
 
 
+def test_a_recode_dates_the_charges_it_changes_at_the_commands_record_time(tmp_path):
+    from connectors.recode import command
+
+    rooms = _rooms(tmp_path)
+    _events(rooms, map_resource(r4(id="ma-1")))
+    _events(rooms, map_resource({"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}}), offset=1)
+
+    def charges() -> list[dict]:
+        return [json.loads(kw["value"]) for t, kw in rooms.outbox.sent if t == rooms.settings.topics.charges]
+
+    (first,) = charges()
+    entered = {e["resource"].get("enteredDate") for e in first["entry"]}
+    recode = json.dumps(command("e-1")).encode()  # as infusion-charges recode writes it
+    rooms.processor.handle(record(rooms.settings.topics.events, recode, offset=2, timestamp=1_700_000_000_000, key=b"e-1"))
+    assert len(charges()) == 1  # nothing changed but the date: no revision
+    rooms.processor.profile = Profile(revenue_codes={"96401-96549": "0336"})  # the site's fix
+    rooms.processor.handle(record(rooms.settings.topics.events, recode, offset=3, timestamp=1_800_000_000_000, key=b"e-1"))
+    second = charges()[-1]
+    assert second["meta"]["versionId"] == "2" and entered != {"2027-01-15T08:00:00+00:00"}
+    assert {e["resource"]["enteredDate"] for e in second["entry"]} == {"2027-01-15T08:00:00+00:00"}
+
+
 def test_a_state_too_large_to_write_blocks_its_encounter_and_dead_letters_what_made_it_so(tmp_path):
     rooms = _rooms(tmp_path, max_state_bytes=4096)
     admins = [map_resource(r4(id=f"ma-{i}")) for i in range(12)]

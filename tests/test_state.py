@@ -54,7 +54,7 @@ def test_codes_once_closed_and_equals_the_offline_result():
     offline.offer(encounter("finished"))
     offline.offer(chemo())
     (info, events), = offline.by_encounter().values()
-    expected = to_charge_items(code_encounter(info, events, FORMULARY, PROFILE), info)
+    expected = to_charge_items(code_encounter(info, events, FORMULARY, PROFILE), info, PROFILE, events)
     assert [e["resource"] for e in bundle["entry"]] == expected
 
 
