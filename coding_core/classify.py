@@ -1,8 +1,9 @@
 """Step 1: what each documented administration *is* (push, infusion, injection, ...), or why
 it produces no administration service at all.
 
-Decisions are table lookups on (route, technique, drug class); the only arithmetic is the
-push/infusion time threshold and the hydration stop time derived from volume / rate.
+Decisions are table lookups on (route, technique, drug class); the arithmetic is the
+push/infusion time threshold, the KVO rate limit, and a stop time derived from a documented
+infusion duration or volume / rate (flagged ``derived-stop-time``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ NOT_ADMINISTRATION_CLASSES = {
 class Note:
     code: str
     message: str
+    administration_ids: tuple[str, ...] = ()  # the administrations it concerns (their lines are flagged)
 
 
 @dataclass(slots=True)

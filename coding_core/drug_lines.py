@@ -1,8 +1,8 @@
 """HCPCS Level II drug lines: one line per drug and date of service.
 
 units = total dose that day / HCPCS billing unit, rounded up.  Where the line has an NDC and the
-formulary its package unit, the NDC quantity = the same amount / the amount one NDC unit holds
-(whole units rounded up, mL/g/IU/mg to three decimals).  Single-dose containers carry
+formulary its package unit, the line carries the NDC quantity (:func:`_ndc_quantities`); a line
+whose administrations name different NDCs reports the first, without a quantity (``mixed-ndc``).  Single-dose containers carry
 JW (a separate line for the documented discarded amount) or JZ (nothing discarded) when the
 profile asks for it (Medicare since July 2023).  Route and payer drug modifiers come from the
 profile.
@@ -18,7 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from coding_core.classify import Classified, Note, dose_in
-from coding_core.formulary import NDC_SYSTEM, NdcUnit
+from coding_core.formulary import NDC_SYSTEM
+from coding_core.ndc import NdcUnit
 from coding_core.ndc import normalize_ndc
 from coding_core.model import CodedLine, coded_line
 from coding_core.profile import Profile
@@ -59,9 +60,9 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
             day = day_of(start) if day_of is not None else local_date(start, tz)
         elif undated_day is not None:
             day = undated_day
-            notes.append(Note("drug-dated-from-encounter", f"administration {c.id}: no time documented; its drug line {hcpcs} is dated on the encounter's first date of service, {day.isoformat()}"))
+            notes.append(Note("drug-dated-from-encounter", f"administration {c.id}: no time documented; its drug line {hcpcs} is dated on the encounter's first date of service, {day.isoformat()}", (c.id,)))
         else:
-            notes.append(Note("drug-not-dated", f"administration {c.id}: no time documented and no date for the encounter: drug {hcpcs} cannot be dated and is not billed; documentation needed"))
+            notes.append(Note("drug-not-dated", f"administration {c.id}: no time documented and no date for the encounter: drug {hcpcs} cannot be dated and is not billed; documentation needed", (c.id,)))
             continue
         # Without route modifiers every group's route modifier is None: the 3-tuple sorts the same.
         key = (day, hcpcs, c.drug_key, route_mods.get(c.event.route.value)) if route_mods else (day, hcpcs, c.drug_key)
@@ -86,7 +87,8 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
             ids = (items[0].id,)
         first = items[0]
         entry = first.entry
-        ndc = _ndc(items)
+        ndcs = _ndcs(items)
+        ndc = ndcs[0] if ndcs else None
         codings = first.event.drug_codings
         modifiers = mods_by_route.get(route_mod)
         if modifiers is None:
@@ -112,7 +114,7 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
             if amount is None:
                 problem = "missing-dose" if dose is None and event.volume_ml is None else "dose-unit-mismatch"
                 what = "not documented" if dose is None else f"in {dose.unit} cannot be converted to {bu_unit}"
-                notes.append(Note(problem, f"administration {c.id}: dose {what}; {hcpcs} billed conservatively"))
+                notes.append(Note(problem, f"administration {c.id}: dose {what}; {hcpcs} billed conservatively", (c.id,)))
                 continue
             total += amount
             wasted = event.wasted
@@ -120,7 +122,7 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
                 waste_documented = True
                 w = dose_in(wasted.value, wasted.unit, bu_unit)
                 if w is None:
-                    notes.append(Note("dose-unit-mismatch", f"administration {c.id}: wasted amount in {wasted.unit} cannot be converted to {bu_unit}"))
+                    notes.append(Note("dose-unit-mismatch", f"administration {c.id}: wasted amount in {wasted.unit} cannot be converted to {bu_unit}", (c.id,)))
                 else:
                     waste += w
         mods = modifiers
@@ -149,13 +151,17 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
             units = 1
             reason = f"{name}: dose unknown, 1 unit billed conservatively"
         unit_text = _unit_text(bu, bu_unit)
-        package = entry.ndc_unit_for(ndc) if ndc else None
+        package = entry.ndc_unit_for(ndc) if ndc and len(ndcs) == 1 else None
+        if len(ndcs) > 1:
+            notes.append(Note("mixed-ndc", f"{name} {hcpcs} on {day.isoformat()}: {len(ndcs)} different NDCs on one line; "
+                                           "the first is reported, with no NDC quantity", ids))
+        given_q, waste_q = _ndc_quantities(total, waste, jw_units > 0, package)
         lines.append(coded_line(hcpcs, "HCPCS", units, mods, day, ids, "drug.administered", reason, None, None, name, codings, ndc, "drug",
-                                unit_text, *_ndc_quantity(total, package)))
+                                unit_text, *given_q))
         if jw_units > 0:
             lines.append(coded_line(hcpcs, "HCPCS", jw_units, (*modifiers, "JW"), day, ids, "drug.wasted",
                                     f"{name}: discarded {_fmt(waste)} {bu_unit} from single-dose container(s): {jw_units} unit(s) with JW",
-                                    None, None, name, codings, ndc, "drug", unit_text, *_ndc_quantity(waste, package)))
+                                    None, None, name, codings, ndc, "drug", unit_text, *waste_q))
     return lines, notes
 
 
@@ -179,27 +185,53 @@ def _unit_text(bu: Decimal, bu_unit: str) -> str:
     return text
 
 
-def _ndc_quantity(amount: Decimal, package: NdcUnit | None) -> tuple[Decimal | None, str | None]:
-    """The NDC quantity of ``amount`` (in the billing-unit measure) and its qualifier: whole
-    units (vials, each) rounded up, measures to three decimals (what claims carry)."""
-    if package is None or amount <= 0:
-        return None, None
-    q = amount / package.amount
-    if package.qualifier == "UN":
-        return Decimal(_ceil(q)), "UN"
-    q = q.quantize(_THOUSANDTH, rounding=ROUND_HALF_UP)
-    return (Decimal(int(q)) if q == q.to_integral_value() else q.normalize()), package.qualifier
+_NO_QUANTITY: tuple[Decimal | None, str | None] = (None, None)
+
+
+def _ndc_quantities(given: Decimal, waste: Decimal, jw_line: bool, package: NdcUnit | None
+                    ) -> tuple[tuple[Decimal | None, str | None], tuple[Decimal | None, str | None]]:
+    """The NDC quantity (and qualifier) of the administered line and of its JW line.
+
+    Measured drugs (mL, g, IU, mg): each line's amount ÷ the amount in one NDC unit, to three
+    decimals.  Counted containers -- vials (``UN``) or whole packages (``package``: a bag) -- are
+    the containers opened, ceil((given + discarded) ÷ container): all on the administered line,
+    or, with a JW line, the discarded share on it (three decimals) and the rest on the
+    administered line, so the two add up to the containers opened."""
+    if package is None or given <= 0:
+        return _NO_QUANTITY, _NO_QUANTITY
+    qualifier = package.qualifier
+    waste_q = _round3(waste / package.amount) if jw_line else None
+    container = package.package if package.package is not None else (package.amount if qualifier == "UN" else None)
+    if container is None:
+        return (_round3(given / package.amount), qualifier), ((waste_q, qualifier) if waste_q is not None else _NO_QUANTITY)
+    opened = Decimal(_ceil((given + waste) / container)) * container / package.amount
+    if waste_q is None:
+        return (_plain(opened), qualifier), _NO_QUANTITY
+    return (_plain(opened - waste_q), qualifier), (waste_q, qualifier)
+
+
+def _round3(q: Decimal) -> Decimal:
+    return _plain(q.quantize(_THOUSANDTH, rounding=ROUND_HALF_UP))
+
+
+def _plain(q: Decimal) -> Decimal:
+    """Without trailing zeros or an exponent: 70.000 -> 70, 2.520 -> 2.52."""
+    return Decimal(int(q)) if q == q.to_integral_value() else q.normalize()
 
 
 def _by_id(c: Classified) -> str:
     return c.id
 
 
-def _ndc(items: list[Classified]) -> str | None:
+def _ndcs(items: list[Classified]) -> list[str]:
+    """The distinct NDCs of a line's administrations (11-digit where there is one form), in order."""
+    found: dict[str, None] = {}
     for c in items:
         if c.event.ndc:
-            return normalize_ndc(c.event.ndc)
+            found[normalize_ndc(c.event.ndc)] = None
+            continue
         for cd in c.event.drug_codings:
             if cd.system == NDC_SYSTEM:
-                return normalize_ndc(cd.code)
-    return None
+                found[normalize_ndc(cd.code)] = None
+                break
+    return list(found)

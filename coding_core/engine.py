@@ -229,7 +229,7 @@ def code_encounter(
 
     drugs, notes = drug_lines(classified, profile, ctx.tz, ctx.day, _first_day(ctx, encounter, classified))
     for n in notes:
-        ctx.warn(n.code, n.message, ())
+        ctx.warn(n.code, n.message, n.administration_ids)
     ctx.lines.extend(drugs)
 
     lines = sorted(ctx.lines, key=_line_order)

@@ -12,13 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from coding_core.drug_names import reduced, same_salt
 from coding_core.model import Coding, DrugClass
-from coding_core.ndc import normalize_ndc, parse_ndc
+from coding_core.ndc import NdcUnit, ndc_keys, normalize_ndc, parse_ndc
 from coding_core.profile import FormularyOverride
 
 HCPCS_SYSTEM = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
@@ -34,43 +32,30 @@ class RouteProduct(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    hcpcs: str
-    billing_unit_value: Decimal
-    billing_unit: str
+    hcpcs: str  # the oral (or other route's) HCPCS code
+    billing_unit_value: Decimal  # its billing unit amount
+    billing_unit: str  # and measure
     note: str | None = None  # a payer condition worth a warning on the line
     # Billable only in an encounter with chemotherapy (Medicare: oral anti-emetics as a full
     # substitute for the IV anti-emetic at the time of chemotherapy).
     requires_chemo: bool = False
-
-
-NDC_UNIT_QUALIFIERS = ("UN", "ML", "GR", "F2", "ME")  # claims' NDC unit of measure: unit, mL, gram, international unit, mg
-
-
-class NdcUnit(BaseModel):
-    """How an NDC is counted on a claim: the unit qualifier and how much of the drug one such
-    unit holds, in the entry's billing-unit measure (rituximab 10 mg/mL: ``ML``, 10 (mg); a
-    50 mg vial counted in vials: ``UN``, 50)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    qualifier: Literal["UN", "ML", "GR", "F2", "ME"]
-    amount: Decimal = Field(gt=0)
+    ndc_unit: NdcUnit | None = None  # how its NDCs are counted (a tablet: UN, its strength)
 
 
 class FormularyEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    hcpcs: str
-    name: str
-    drug_class: DrugClass
+    hcpcs: str  # the HCPCS Level II code billed for the drug
+    name: str  # generic name (matched as written, and reduced to the ingredient)
+    drug_class: DrugClass  # decides the administration codes (chemo 964xx, therapeutic/hydration 963xx)
     # HCPCS billing unit, e.g. 10 mg for J9312: units = ceil(dose / billing unit).
     billing_unit_value: Decimal
     billing_unit: str  # "mg", "mcg", "g", "mL", "mEq", "units", "each"
-    single_dose: bool = False
-    rxnorm: tuple[str, ...] = ()
-    ndc: tuple[str, ...] = ()
-    local_codes: tuple[str, ...] = ()
-    synonyms: tuple[str, ...] = ()
+    single_dose: bool = False  # single-dose container: JW (discarded) / JZ (nothing discarded) lines
+    rxnorm: tuple[str, ...] = ()  # RxNorm ingredient, clinical or branded drug codes
+    ndc: tuple[str, ...] = ()  # NDCs, 11 digits 5-4-2 (other layouts are read too)
+    local_codes: tuple[str, ...] = ()  # the site's own codes (any system not HCPCS/NDC/RxNorm)
+    synonyms: tuple[str, ...] = ()  # further names (brand names) matched as written
     note: str | None = None  # why the entry is classified as it is
     # Route value ("oral") -> the drug's HCPCS code by that route.
     routes: dict[str, RouteProduct] = {}
@@ -78,18 +63,16 @@ class FormularyEntry(BaseModel):
     # The NDC quantity of a drug line: the entry's package unit, and per NDC (11 digits, 5-4-2)
     # where a package differs (a vial strength).  None: no NDC quantity, the line is flagged.
     ndc_unit: NdcUnit | None = None
-    ndc_units: dict[str, NdcUnit] = {}
+    ndc_units: dict[str, NdcUnit] = {}  # per 11-digit NDC (5-4-2), where a package differs from ndc_unit
 
     @field_validator("ndc_units")
     @classmethod
     def _ndc_keys(cls, value: dict[str, NdcUnit]) -> dict[str, NdcUnit]:
-        for key in value:
-            if not re.fullmatch(r"\d{5}-\d{4}-\d{2}", key):
-                raise ValueError("ndc_units keys are 11-digit NDCs in the 5-4-2 form (00338-0049-04)")
-        return value
+        return ndc_keys(value)
 
     def ndc_unit_for(self, ndc: str | None) -> NdcUnit | None:
-        return self.ndc_units.get(ndc, self.ndc_unit) if ndc else self.ndc_unit
+        """The package unit of this NDC (any layout with one 11-digit form), else the entry's."""
+        return self.ndc_units.get(normalize_ndc(ndc), self.ndc_unit) if ndc else self.ndc_unit
 
 
 def normalize_name(text: str) -> str:
@@ -161,7 +144,7 @@ class Formulary:
         by_code = {e.hcpcs: e for e in self.entries}
         for o in overrides:
             base = by_code.get(o.hcpcs)
-            patch = {k: v for k, v in o.model_dump().items() if v not in (None, ())}
+            patch = {k: v for k, v in o.model_dump().items() if v not in (None, (), {})}
             if base is None:
                 by_code[o.hcpcs] = FormularyEntry.model_validate(patch)
             else:
@@ -169,6 +152,8 @@ class Formulary:
                 for k, v in patch.items():
                     if isinstance(v, tuple) and k != "hcpcs":
                         merged[k] = tuple(dict.fromkeys((*merged[k], *v)))
+                    elif isinstance(v, dict):
+                        merged[k] = {**merged[k], **v}
                     else:
                         merged[k] = v
                 by_code[o.hcpcs] = FormularyEntry.model_validate(merged)
@@ -182,7 +167,7 @@ class Formulary:
             self._by_route[key] = None if product is None else entry.model_copy(update={
                 "hcpcs": product.hcpcs, "name": f"{entry.name} ({route})", "billing_unit_value": product.billing_unit_value,
                 "billing_unit": product.billing_unit, "single_dose": False, "note": product.note, "routes": {},
-                "requires_chemo": product.requires_chemo,
+                "requires_chemo": product.requires_chemo, "ndc_unit": product.ndc_unit, "ndc_units": {},
             })
         return self._by_route[key]
 

@@ -117,6 +117,7 @@ class Ref(BaseModel):
     reference: str | None = None
     value: str | None = None
     authority: str | None = None
+    system: str | None = None  # an identifier system this product assigns (not the feed's authority)
 
 
 class AdministrationEvent(BaseModel):

@@ -13,6 +13,26 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NDC_UNIT_QUALIFIERS = ("UN", "ML", "GR", "F2", "ME")  # claims' NDC unit of measure: unit, mL, gram, international unit, mg
+
+
+class NdcUnit(BaseModel):
+    """How an NDC is counted on a claim: the unit qualifier and how much of the drug one such
+    unit holds, in the formulary entry's billing-unit measure (rituximab 10 mg/mL: ``ML``, 10
+    (mg); a 50 mg vial counted in vials: ``UN``, 50).  ``package``: the amount in one package
+    when the claim counts whole packages opened (a 1000 mL bag: ``ML``, 1, package 1000)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    qualifier: Literal["UN", "ML", "GR", "F2", "ME"]  # unit, millilitre, gram, international unit, milligram
+    amount: Decimal = Field(gt=0)  # of the drug in one such unit, in the entry's billing-unit measure
+    package: Decimal | None = Field(default=None, gt=0)  # in one package, when whole packages are counted (bags)
+
 
 LAYOUTS = ((4, 4, 2), (5, 3, 2), (5, 4, 1))  # the 10-digit layouts; 5-4-2 is the 11-digit form
 _WIDTHS = (5, 4, 2)
@@ -49,6 +69,17 @@ def parse_ndc(code: str) -> Ndc:
 def normalize_ndc(code: str) -> str:
     """The 11-digit form where there is exactly one, else the NDC as sent."""
     return parse_ndc(code).eleven or code.strip()
+
+
+def ndc_keys(value: dict[str, NdcUnit]) -> dict[str, NdcUnit]:
+    """``ndc_units`` keyed by the 11-digit form (sent in any layout that has exactly one)."""
+    out = {}
+    for key, unit in value.items():
+        eleven = parse_ndc(key).eleven
+        if eleven is None:
+            raise ValueError("ndc_units keys are NDCs with one 11-digit form (00338-0049-04, 00338004904, 0338-0049-04)")
+        out[eleven] = unit
+    return out
 
 
 def hyphenated(eleven: str) -> str:

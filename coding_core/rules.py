@@ -1,7 +1,8 @@
-"""The rule tables for CPT 96360–96549.  Every code the engine can emit is decided here.
+"""The rule tables for CPT 96360–96549: every administration code the engine emits is decided
+here (drug lines take their HCPCS codes from the formulary).
 
 Reading guide for a newcomer:
-- ``SERVICE_KINDS`` / ``HIERARCHY_RANK``: what an administration *is* and how it ranks when the
+- ``Kind`` / ``HIERARCHY_RANK``: what an administration *is* and how it ranks when the
   initial service is chosen (chemo infusion > chemo push > therapeutic infusion >
   therapeutic push > hydration).
 - ``IV_CODES``: which code a service gets for the role it plays on its access site
@@ -11,7 +12,8 @@ Reading guide for a newcomer:
   intra-arterial, subcutaneous infusion, pumps, port irrigation, unlisted).
 - ``ADDON_PRIMARIES``: which primary codes each add-on code needs on the claim.
 - ``THRESHOLDS``: the time thresholds.
-The engine (``engine.py``) applies these tables; it contains no code numbers of its own.
+The engine (``engine.py``) applies these tables; the one code it names itself is 96368, billed
+once per date of service.
 """
 
 from __future__ import annotations

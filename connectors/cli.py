@@ -1,9 +1,11 @@
-"""The ``infusion-charges`` command line.
+"""The ``infusion-charges`` command line: ``code``, ``run``, ``recode``, ``dead-letters``,
+``repartition``, ``formulary import|missing``, ``chargemaster`` and ``bench`` (docs/commands.md).
 
 ``infusion-charges code [--setting facility|professional] [--profile FILE] [--formulary FILE]
-[--explain] FILE...`` reads the files in order, treats every encounter in them as closed and
-prints one FHIR Bundle (type ``collection``) of ChargeItems, or with ``--explain`` a table
-per encounter.
+[--explain] [--previous BUNDLE]... FILE...`` reads the files in order, treats every encounter
+in them as closed and prints one FHIR Bundle (type ``collection``) of ChargeItems, with
+``--explain`` a table per encounter, or with ``--previous`` the corrections of published
+revisions.
 
 Exit status: 0 all records coded; 1 some records were rejected (each reported on stderr with
 file, position and record id; everything else was still coded and printed); 2 the command
@@ -417,7 +419,7 @@ def run_formulary_missing(args: argparse.Namespace, out: TextIO, err: TextIO) ->
     from mapping.worklist import worklist
 
     if bool(args.files) == bool(args.config):
-        print("infusion-charges: error: formulary missing reads FILEs or, with --config, the workers' events topic", file=err)
+        print("infusion-charges: error: formulary missing reads FILEs or, with --config, the workers' changelog (state topic)", file=err)
         return EXIT_FAILED
     errors: list[Any] = []
     try:
@@ -449,12 +451,6 @@ def run_formulary_missing(args: argparse.Namespace, out: TextIO, err: TextIO) ->
         print(f"infusion-charges: rejected: {rejected}", file=err)
     print(f"infusion-charges: {found.summary(formulary.version)}; {len(errors)} records rejected", file=err)
     return EXIT_OK
-
-
-def run_bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from connectors.bench import main as bench_main
-
-    return bench_main([*(["--quick"] if args.quick else []), "--seed", str(args.seed), "--workers", str(args.workers)])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -531,22 +527,24 @@ def _parser() -> argparse.ArgumentParser:
     miss.add_argument("--formulary", metavar="FILE", help="formulary data file (default: the bundled one)")
     miss.add_argument("--profile", metavar="FILE", help="payer/site profile (YAML or JSON): its time zone and formulary overrides")
     miss.add_argument("files", nargs="*", metavar="FILE", help="FHIR JSON (.json), NDJSON (.ndjson), HL7 v2 (.hl7) or - for stdin")
-    miss.add_argument("--config", metavar="FILE", help="instead of files: the workers' settings (YAML); reads their events topic")
+    miss.add_argument("--config", metavar="FILE", help="instead of files: the workers' settings (YAML); reads their changelog (state topic)")
     miss.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="with --config: Kafka bootstrap servers (comma-separated)")
     miss.set_defaults(handler=run_formulary_missing)
     cdm = sub.add_parser("chargemaster", help="print the profile's priced chargemaster rows as ChargeItemDefinitions "
                                               "(a transaction Bundle to post once to the FHIR server)")
     cdm.add_argument("--profile", metavar="FILE", required=True, help="payer/site profile (YAML or JSON) with a chargemaster")
     cdm.set_defaults(handler=run_chargemaster)
-    bench = sub.add_parser("bench", help="pipeline benchmark on the embedded broker (see connectors/bench.py)")
-    bench.add_argument("--quick", action="store_true", help="smaller feeds: a few minutes on 2 cores")
-    bench.add_argument("--seed", type=int, default=7)
-    bench.add_argument("--workers", type=int, default=1, help="worker processes in the group (scale-out; default 1)")
-    bench.set_defaults(handler=run_bench)
+    # Listed for --help only: main() hands "bench ..." to connectors/bench.py, whose options are its own.
+    sub.add_parser("bench", add_help=False, help="pipeline benchmark on the embedded broker (bench --help lists its options)")
     return p
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from connectors.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     return int(args.handler(args, out or sys.stdout, err or sys.stderr))
 

@@ -1,8 +1,11 @@
 """``make demo``: the real pipeline over the bundled sample feeds, on the embedded broker.
 
-Starts tansu, starts a worker, produces the samples (each FHIR resource and each HL7 message
-as one Kafka message on its input topic), prints the latest ChargeItem revision of every
-encounter as it arrives on the charges topic, and shuts everything down.
+Starts tansu, starts a worker coding with the sample billing profile
+(``samples/profile-billing.yaml`` and its chargemaster), produces the samples (each FHIR
+resource and each HL7 message as one Kafka message on its input topic), reads the charges topic
+until it is quiet, prints each encounter's latest revision as a table -- one line per
+ChargeItem: code, units, modifiers, date, status, revenue code, CDM code, review flags, id --
+writes the revisions themselves to ``demo-charges.json`` and shuts everything down.
 """
 
 from __future__ import annotations
@@ -17,14 +20,37 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from coding_core.profile import Profile
 from connectors.broker import embedded_broker
 from connectors.settings import Settings, Topics
 from connectors.worker import Worker
 from mapping.hl7_er7 import split_messages
-from mapping.reference_data import load_formulary
+from mapping.reference_data import formulary_for, load_formulary, load_profile
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+PROFILE = SAMPLES / "profile-billing.yaml"
+OUTPUT = Path("demo-charges.json")
+COLUMNS = ("code", "units", "modifiers", "date", "status", "revenue", "cdm", "review flags", "id")
+_EXT = "https://infusion-charges.dev/fhir/StructureDefinition/"
+
+
+def summary(bundle: dict) -> list[str]:
+    """One revision as a table: a row per ChargeItem (withdrawn ones too, by their status)."""
+    rows = []
+    for entry in bundle["entry"]:
+        item = entry["resource"]
+        ext = item.get("extension", [])
+        codes = [c["code"] for c in item["code"]["coding"]]
+        rows.append((
+            codes[0], str(item["quantity"]["value"]),
+            ",".join(e["valueCoding"]["code"] for e in ext if e["url"] == _EXT + "chargeitem-modifier") or "-",
+            item["occurrenceDateTime"], item["status"],
+            next((e["valueCoding"]["code"] for e in ext if e["url"] == _EXT + "revenue-code"), "-"),
+            codes[1] if len(codes) > 1 else "-",
+            ",".join(e["valueCode"] for e in ext if e["url"] == _EXT + "review-flag") or "-",
+            item["id"],
+        ))
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(COLUMNS)]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (COLUMNS, *rows)]
 
 
 def feed_messages(paths: Iterable[Path], topics: Topics) -> list[tuple[str, bytes | None, bytes]]:
@@ -53,7 +79,8 @@ def main(quiet_s: float = 4.0, timeout_s: float = 120.0) -> int:
         settings = Settings(bootstrap_servers=bootstrap, group_id="infusion-charges-demo", partitions=3,
                             session_timeout_ms=6000, max_poll_interval_ms=10000, metrics_port=None, state_dir=Path(state_dir))
         stop = threading.Event()
-        worker = Worker(settings, load_formulary(), Profile())
+        profile = load_profile(PROFILE)
+        worker = Worker(settings, formulary_for(profile, load_formulary()), profile)
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
         messages = feed_messages(paths, settings.topics)
@@ -77,12 +104,15 @@ def main(quiet_s: float = 4.0, timeout_s: float = 120.0) -> int:
         stop.set()
         thread.join(30)
 
+        print(f"== charges coded with profile {profile.name} ({PROFILE.relative_to(SAMPLES.parent)})")
         for enc in sorted(latest):
             bundle = latest[enc]
-            print(f"== encounter {enc}, revision {bundle['meta']['versionId']}")
-            print(json.dumps(bundle, indent=2, ensure_ascii=False))
+            print(f"\n== encounter {enc}, revision {bundle['meta']['versionId']}")
+            print("\n".join(summary(bundle)))
+        OUTPUT.write_text(json.dumps([latest[e] for e in sorted(latest)], indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         lines = sum(len(b["entry"]) for b in latest.values())
-        print(f"== {len(latest)} encounters, {lines} ChargeItems; worker: {worker.stats}", file=sys.stderr)
+        print(f"\n== {len(latest)} encounters, {lines} ChargeItems; the revision Bundles are in {OUTPUT.resolve()}")
+        print(f"== worker: {worker.stats}", file=sys.stderr)
         return 0 if latest else 1
 
 

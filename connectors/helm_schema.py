@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from coding_core.formulary import FormularyEntry
 from coding_core.profile import Profile
+from connectors.generated import regenerate
 
 VALUES_SCHEMA = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "infusion-charges" / "values.schema.json"
 
@@ -110,16 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", type=Path, default=VALUES_SCHEMA, help="the chart's values.schema.json")
     parser.add_argument("--check", action="store_true", help="only check: exit 1 when the file is stale")
     args = parser.parse_args(argv)
-    text = args.schema.read_text(encoding="utf-8")
-    wanted = render(updated(json.loads(text)))
-    if wanted == text:
-        return 0
-    if args.check:
-        print(f"{args.schema}: stale; run python -m connectors.helm_schema", file=sys.stderr)
-        return 1
-    args.schema.write_text(wanted, encoding="utf-8")
-    print(f"{args.schema}: rewritten")
-    return 0
+    # The hand-written rest of the schema is kept: the generated parts replace theirs in it.
+    return regenerate(args.schema, lambda text: render(updated(json.loads(text or "{}"))), args.check,
+                      "python -m connectors.helm_schema")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
 advanced for ``liveness_timeout_s``.  ``/readyz``: 200 only once the worker has its partitions
 and their state is recovered (503 before, while a rebalance moves partitions, and while state is
 recovered).
-``/metrics``: Prometheus text format.  Labels are topic names only — never encounter,
-patient or record ids (no PHI, bounded cardinality).
+``/metrics``: Prometheus text format.  Labels are bounded words — topic names, outcomes, error
+types, warning codes, code systems, actions, stages — never encounter, patient or record ids
+and never a drug's code or name (no PHI, bounded cardinality).
 """
 
 from __future__ import annotations

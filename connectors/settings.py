@@ -18,18 +18,20 @@ from coding_core.profile import Profile
 
 
 class Topics(BaseModel):
+    """The topics the worker reads and writes (``topics:`` in the settings)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    fhir_administrations: str = "fhir.medication-administration"
-    fhir_encounters: str = "fhir.encounter"
-    hl7_ras: str = "hl7v2.ras"
-    hl7_adt: str = "hl7v2.adt"
+    fhir_administrations: str = "fhir.medication-administration"  # in: FHIR MedicationAdministrations (resources or Bundles)
+    fhir_encounters: str = "fhir.encounter"  # in: FHIR Encounters; finished closes, cancelled discards
+    hl7_ras: str = "hl7v2.ras"  # in: HL7 v2 RAS messages
+    hl7_adt: str = "hl7v2.adt"  # in: HL7 v2 ADT messages; A03 closes, A11 discards, A13 reopens
     # Compacted reference topic of FHIR Medications (key = id), read in full by every worker.
     fhir_medications: str = "fhir.medication"
-    charges: str = "billing.charge-items"
-    dead_letter: str = "infusion-charges.dead-letter"
-    events: str = "infusion-charges.events"
-    state: str = "infusion-charges.state"
+    charges: str = "billing.charge-items"  # out: one FHIR transaction Bundle per revision, key = encounter id
+    dead_letter: str = "infusion-charges.dead-letter"  # out: what failed, with the reason in headers
+    events: str = "infusion-charges.events"  # internal: mapped records keyed by encounter (not compacted)
+    state: str = "infusion-charges.state"  # internal, compacted: each encounter's state (the changelog)
 
     def inputs(self) -> tuple[str, ...]:
         return (self.fhir_administrations, self.fhir_encounters, self.hl7_ras, self.hl7_adt)
@@ -40,15 +42,15 @@ class Security(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None  # client certificate (mTLS)
-    ssl_keyfile: Path | None = None
-    ssl_key_password: SecretStr | None = None
-    ssl_check_hostname: bool = True
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"] = "PLAINTEXT"  # Kafka security.protocol
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None  # required with SASL_*
+    sasl_username: str | None = None  # required with SASL_*
+    sasl_password: SecretStr | None = None  # required with SASL_*; never logged (use the environment variable or a Secret)
+    ssl_cafile: Path | None = None  # CA bundle that signed the brokers' certificates (default: the system's)
+    ssl_certfile: Path | None = None  # client certificate (mTLS), with ssl_keyfile
+    ssl_keyfile: Path | None = None  # the client certificate's private key (mTLS)
+    ssl_key_password: SecretStr | None = None  # the private key's password, if it has one
+    ssl_check_hostname: bool = True  # check that the broker's certificate names the host connected to
 
     @model_validator(mode="after")
     def _complete(self) -> Security:
@@ -80,20 +82,21 @@ class Security(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFUSION_CHARGES_", env_nested_delimiter="__", extra="forbid")
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    group_id: str = "infusion-charges"
+    bootstrap_servers: str = "127.0.0.1:9092"  # Kafka brokers, comma-separated host:port
+    group_id: str = "infusion-charges"  # consumer group: the workers sharing the partitions
+    # Kafka client id; with exactly-once, give each worker its own (e.g. the pod name).
     client_id: str = "infusion-charges-worker"
-    topics: Topics = Field(default_factory=Topics)
-    security: Security = Field(default_factory=Security)
+    topics: Topics = Field(default_factory=Topics)  # topic names (table below)
+    security: Security = Field(default_factory=Security)  # TLS and SASL (table below)
     # Partitions of the internal topics when the worker creates them (scale-out limit).
     partitions: int = Field(default=6, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1)  # of the topics the worker creates
     # Create missing topics at start (needs the Create ACL).  False: the cluster's operators
     # create them; a missing topic then stops the worker (TopicMismatch, exit 2) naming each one.
     create_topics: bool = True
-    # The site's time zone when the profile names none (see site_profile).
+    # The site's time zone when the profile names none; a profile naming another zone stops the worker.
     timezone: str = "America/New_York"
-    profile: Path | None = None  # payer/site profile (YAML/JSON), see the README
+    profile: Path | None = None  # payer/site profile (YAML/JSON; table below); default: CMS facility rules
     formulary: Path | None = None  # default: the bundled formulary
     # Outpatient encounters whose feed sends no discharge close after this much silence.
     idle_close_minutes: int = Field(default=240, ge=1)
@@ -104,11 +107,11 @@ class Settings(BaseSettings):
     retired_memory_days: int = Field(default=365, ge=1)
     # Consumer group timing (short values make tests and rebalances fast).
     session_timeout_ms: int = 10_000
-    max_poll_interval_ms: int = 300_000
+    max_poll_interval_ms: int = 300_000  # longest a worker may go between polls before the group drops it
     # "at-least-once" (deterministic results, a crash may repeat one) or "exactly-once"
     # (Kafka transactions; real clusters only — tansu accepts them but does not hide aborts).
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
-    metrics_port: int | None = 9464
+    metrics_port: int | None = 9464  # HTTP /metrics, /healthz, /readyz on 0.0.0.0; null: none
     # The local state store (one SQLite file per events partition owned).  On a volume that
     # outlives the process, a restart reads only the changelog's tail; a new one reads it all.
     state_dir: Path = Path("infusion-charges-state")
@@ -118,12 +121,12 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(default=30.0, ge=1)
     # /healthz answers 503 once the worker's loop has not turned for this long.
     liveness_timeout_s: float = Field(default=120.0, ge=5)
-    # Kafka request timeout (produce, commit, metadata, admin), and how long a produced
-    # record may take to be acknowledged before the worker repeats its work since the last
-    # commit (a broker pause longer than this is ridden out by repeating, not by crashing).
+    # Kafka request timeout (produce, commit, metadata, admin).
     request_timeout_ms: int = Field(default=10_000, ge=1000)
     # At start: how long to keep trying to reach bootstrap_servers (and log in) before exiting 2.
     bootstrap_timeout_ms: int = Field(default=30_000, ge=1000)
+    # How long a produced record may stay unacknowledged before the worker repeats its work since
+    # the last commit (a broker pause longer than this is ridden out by repeating, not by crashing).
     delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     # Results, changelog and offsets are checkpointed at most this often (and when idle).
     commit_interval_ms: int = Field(default=250, ge=10)
@@ -136,9 +139,8 @@ class Settings(BaseSettings):
     hold_grace_ms: int = Field(default=100, ge=0)
     # Longest a fetch waits for data on the broker.  Kafka answers a parked fetch as soon as
     # data arrives, but tansu (the embedded broker) waits the whole time, and every hop of
-    # the pipeline (input, events) pays it: measured close-to-charge p50 at 100
-    # administrations/s, 382 ms with 100 here (and a 250 ms grace), 177 ms with 25 (and 100).
-    # An idle worker then fetches 40 times a second, which costs little.
+    # the pipeline (input, events) pays it at light load (docs/performance.md, close-to-charge).
+    # An idle worker fetches 40 times a second, which costs little.
     fetch_max_wait_ms: int = Field(default=25, ge=0)
     # How long the producer gathers records into a batch.  Each new batch wakes kafka-python's
     # sender thread (a system call and a switch of the interpreter lock), so a little
@@ -165,7 +167,7 @@ class Settings(BaseSettings):
     # Key of the digests that name encounters in logs and dead letters (HMAC-SHA-256; see
     # docs/operations.md, Logs).  Without one the digest is a plain SHA-256 and a warning says so.
     log_id_key: SecretStr | None = None
-    # The worker's own log level, and kafka-python's (its INFO lines are most of a start-up's).
+    # The worker's own log level (kafka-python's is kafka_log_level).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # No DEBUG: kafka-python's DEBUG lines carry raw frames, record keys and values (PHI) and
     # the SASL PLAIN token, which holds the password.

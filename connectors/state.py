@@ -10,7 +10,7 @@ No wall clock is read here: idle close and retention are decided on record times
 from __future__ import annotations
 
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,7 @@ from mapping.chargeitem_out import EXT_FORMULARY, revision_bundle, to_charge_ite
 from mapping.collector import Mapped, resolve
 from mapping.medications import Medications, with_medications
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 COMPRESS_FROM_BYTES = 256 * 1024  # changelog states larger than this are compressed (JSON compresses ~10x)
 CLOSING_STATUSES = {"finished", "completed"}  # FHIR R4 / R5 Encounter.status; HL7 A03
 DISCARDING_STATUSES = {"cancelled", "entered-in-error"}  # FHIR; HL7 A11
@@ -55,7 +56,8 @@ class EncounterState(BaseModel):
     # encounter is coded again when one arrives (connectors/medications.py).
     waiting: list[str] = Field(default_factory=list)
     # When ``infusion-charges recode`` last asked for this encounter (its command's record time):
-    # the enteredDate of the charges coded since.
+    # the enteredDate of the charges it codes.  Any record taken after it clears it (its
+    # revision is dated from the record again).
     recoded_ms: int | None = None
     # Parsed views of ``records`` (not serialised; rebuilt after a change or a restore).
     _parsed: dict[str, Mapped] = PrivateAttr(default_factory=dict)
@@ -88,6 +90,7 @@ class EncounterState(BaseModel):
                 self._parsed[key] = kept
                 self._view = None
                 self.dirty = True
+                self.recoded_ms = None  # the feed spoke: its revision is dated from the record
                 if self.idle_closed and mapped.kind == "encounter":
                     self.idle_closed = False  # the feed spoke: its status decides again
         self.last_record_ms = max(self.last_record_ms, timestamp_ms)
@@ -219,7 +222,7 @@ class EncounterState(BaseModel):
                 self.waiting = sorted(missing)
             result = code_encounter(self.encounter(), events, formulary, profile)
             self._warning_codes = tuple(w.code for w in result.warnings)
-            entered = datetime.fromtimestamp(self.recoded_ms / 1000, UTC) if self.recoded_ms is not None else None
+            entered = _EPOCH + timedelta(milliseconds=self.recoded_ms) if self.recoded_ms else None
             items = to_charge_items(result, self.encounter(), profile, events, entered)
         live = {k: _as_billed(v) for k, v in self.published.items() if v.get("status") != "entered-in-error"}
         if {i["id"]: _as_billed(i) for i in items} == live:

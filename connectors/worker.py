@@ -13,7 +13,8 @@ The rooms, each with its own module: ``intake`` (input side), ``hold`` (the clos
 place offsets are committed), ``store`` (local state), ``recovery`` (state recovery),
 ``rebalance`` (partitions moving), ``positions`` (where each partition is read from), ``ticker`` (idle close, retention, gauges), ``topics``
 (created and checked at start), ``clients`` (Kafka clients, delivery ledger), ``errors`` (what
-the worker does about each error), ``dead_letters``.
+the worker does about each error), ``dead_letters``, ``medications`` (the Medication reference
+table every worker reads whole).
 
 Delivery is at-least-once with deterministic outputs (or exactly-once with Kafka
 transactions): see ``connectors.checkpoint``.

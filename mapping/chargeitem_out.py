@@ -1,6 +1,6 @@
 """Coded lines out as FHIR R4 ChargeItems (validated with fhir.resources.R4B, identical for R4).
 
-Profile (also in the README, "Output contract"):
+The profile published is docs/output-chargeitem.md, element by element.  In short:
 
 * ``id`` — deterministic: a hash of what the line is about (:func:`line_key`): the encounter,
   the administrations the line came from, its date of service and the part of their service
@@ -8,16 +8,17 @@ Profile (also in the README, "Output contract"):
   explanation are *not* part of it, so a re-coded encounter keeps its line ids, a changed code
   or quantity is an update of the same charge, and no other line's id moves when an
   administration is removed.
-* ``status`` = ``billable``; ``code.coding`` = CPT (``http://www.ama-assn.org/go/cpt``) or
-  HCPCS (``http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets``).
-* ``quantity.value`` = units; ``occurrenceDateTime`` = the date of service (a FHIR date).
-* ``context`` -> Encounter, ``subject`` -> Patient, ``service`` -> the MedicationAdministrations
-  the line came from, ``bodysite`` -> the vascular access, ``productCodeableConcept`` -> drug
-  (its codings as sent, and the NDC in the 11-digit 5-4-2 form where it was sent otherwise).
-* Modifiers: repeated extension :data:`EXT_MODIFIER` (``valueCoding``, CPT/HCPCS modifier).
-* Explanation: ``note[0].text`` = the reason; further notes = warnings about the same
-  administrations.  Extensions :data:`EXT_RULE` (``valueString``, the rule id) and
-  :data:`EXT_MINUTES` (``valueInteger``) make the reasoning machine-readable.
+* ``code`` — CPT or HCPCS, then the chargemaster code (:func:`billing`: the row, its revenue
+  code, the line's review flags, shared with ``--explain``); ``definitionCanonical`` names a
+  priced row's ChargeItemDefinition (mapping/chargemaster.py).
+* ``quantity`` — units and the billing unit; drug lines' NDC quantity as extension
+  :data:`EXT_NDC_QUANTITY`.
+* References — ``subject``, ``context``, ``service``, ``performer``, ``account``,
+  ``performingOrganization``, ``costCenter``: literal as the FHIR feed sent them, by
+  identifier from HL7 v2 (mapping/references_out.py).  ``enteredDate`` from the record
+  (:func:`entered_date`), never the wall clock.
+* Extensions (:data:`EXT_BASE`): modifiers, rule, minutes, formulary version, revenue code,
+  NDC quantity, performing location, review flags; ``note`` = the reason, then the warnings.
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ def _line_flags(line: CodedLine, row: CdmItem | None, ctx: _Context) -> list[tup
         if line.ndc is None and profile.require_ndc and not line.code.startswith("P"):
             flags.append(("no-ndc", f"drug line {line.code} has no NDC; the profile requires one"))
         elif line.ndc is not None and line.ndc_quantity is None and line.rule != "drug.unclassified":
-            flags.append(("no-ndc-quantity", f"NDC of {line.code}: the formulary gives no package unit, so no NDC quantity"))
+            flags.append(("no-ndc-quantity", f"NDC of {line.code}: no NDC quantity (the formulary gives no package unit for it, "
+                                             "its administrations name different NDCs, or the dose is unknown)"))
     if profile.cost_centers and profile.cost_centers.get(ctx.encounter.location_code or "") is None:
         flags.append(("no-cost-center", "the encounter's location maps to no cost centre in the profile"
                       if ctx.encounter.location_code else "the encounter names no location: no cost centre"))

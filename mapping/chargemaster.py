@@ -7,8 +7,10 @@ CSV, one row per charge, header required (column order free, further columns ref
     J9312,,25019312,rituximab 10 mg,0636,98.40
     J9312,JW,25019313,rituximab 10 mg discarded,0636,98.40
 
-``modifiers`` are separated by spaces; a row without modifiers serves the code with any
-modifiers no other row names.  ``revenue_code`` and ``unit_price`` may be empty.
+``modifiers`` are separated by spaces; a line takes its code's row whose modifiers are all on
+the line, the most of them first (a 340B ``J9312 TB JW`` line takes the ``JW`` row; a row without
+modifiers serves the rest).  ``revenue_code`` and ``unit_price`` may be empty; priced rows need
+the chargemaster's ``version``.
 
 A line's price is not copied onto each ChargeItem (``priceOverride`` means a price that departs
 from the definition): each priced row is a ChargeItemDefinition, published once with
@@ -29,11 +31,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from coding_core.profile import CdmItem, Chargemaster, Profile
+from coding_core.profile import CdmItem, Profile
 from mapping.errors import summarize_validation_errors
 
 COLUMNS = ("code", "modifiers", "cdm_code", "description", "revenue_code", "unit_price")
 REQUIRED = ("code", "cdm_code", "description")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
 HCPCS_SYSTEM = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 
@@ -50,20 +53,30 @@ def read_chargemaster(text: str, name: str) -> tuple[CdmItem, ...]:
         raise ChargemasterError(f"{name}: empty file: the header row ({','.join(COLUMNS)}) is missing")
     if len(set(header)) != len(header):
         raise ChargemasterError(f"{name}: header: a column is named twice")
-    unknown = [h for h in header if h not in COLUMNS]
+    # Positions, not names: a file without its header row would otherwise echo its first row.
+    unknown = [str(i) for i, h in enumerate(header, start=1) if h not in COLUMNS]
     missing = [c for c in REQUIRED if c not in header]
     if unknown or missing:
         raise ChargemasterError(f"{name}: header: " + "; ".join(
-            ([f"unknown column(s) {', '.join(unknown)}"] if unknown else []) + ([f"missing {', '.join(missing)}"] if missing else []))
-            + f" (columns: {', '.join(COLUMNS)})")
+            ([f"unknown column(s) at position {', '.join(unknown)}"] if unknown else []) +
+            ([f"missing {', '.join(missing)}"] if missing else [])) + f" (columns: {', '.join(COLUMNS)})")
     items = []
+    seen: dict[tuple[str, frozenset[str]], int] = {}
     for n, row in enumerate(reader, start=2):
         if None in row:
             raise ChargemasterError(f"{name}: row {n}: more cells than the header has columns")
         cells = {k.strip(): (v or "").strip() for k, v in row.items()}
         if not any(cells.values()):
             continue
-        items.append(_item(cells, f"{name}: row {n}"))
+        for column, value in cells.items():
+            if _CONTROL.search(value):
+                raise ChargemasterError(f"{name}: row {n}, column {column}: contains control characters")
+        item = _item(cells, f"{name}: row {n}")
+        key = (item.code, frozenset(item.modifiers))
+        if key in seen:
+            raise ChargemasterError(f"{name}: row {n}: a second row for its code with the same modifiers (row {seen[key]})")
+        seen[key] = n
+        items.append(item)
     if not items:
         raise ChargemasterError(f"{name}: no rows")
     return tuple(items)
@@ -135,7 +148,8 @@ def definitions_bundle(profile: Profile) -> dict[str, Any]:
             **({"version": cdm.version} if cdm.version else {}),
             "title": item.description,
             "status": "active",
-            "code": {"coding": [{"system": cdm.system, "code": item.cdm_code, "display": item.description},
+            "code": {"coding": [{"system": cdm.system, **({"version": cdm.version} if cdm.version else {}), "code": item.cdm_code,
+                                 "display": item.description},
                                 {"system": CPT_SYSTEM if item.code[0].isdigit() else HCPCS_SYSTEM, "code": item.code}]},
             "propertyGroup": [{"priceComponent": [{"type": "base", "amount": {"value": float(item.unit_price), "currency": cdm.currency}}]}],
         }

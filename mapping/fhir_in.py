@@ -63,7 +63,7 @@ from mapping.vocabulary import (
     volume_ml,
 )
 
-# Extensions this product defines (documented in the README, "Input contract").
+# Extensions this product defines (documented in docs/input-fhir.md).
 EXT_BASE = "https://infusion-charges.dev/fhir/StructureDefinition/"
 EXT_ACCESS_TYPE = EXT_BASE + "access-type"  # valueCode: peripheral | picc | central | port
 EXT_WASTED = EXT_BASE + "wasted-amount"  # valueQuantity: documented discarded drug amount
@@ -115,7 +115,8 @@ FIELD_PATHS: dict[str, dict[str, str]] = {
 }
 
 
-# Where each encounter field comes from (both versions); tests/test_billing_ready.py checks each row.
+# Where each encounter field the charges carry comes from (both versions); tests/test_billing_posting.py
+# checks the table names every such field.
 ENCOUNTER_PATHS: dict[str, str] = {
     "patient": "subject (a literal reference to a Patient)",
     "location / location_code": "location[0].location (Location/<id>: the id is the cost-centre key)",

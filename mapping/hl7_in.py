@@ -16,8 +16,8 @@ kept as text, and a rate that cannot be read is ignored with a warning (never re
 Routes (RXR-1) and methods (RXR-4) are read in the coding system named in component 3 (HL7
 tables 0162 / 0165 when it is empty), then by their text.  Numbers and dates are bounded (:data:`MAX_AMOUNT`,
 :data:`PLAUSIBLE_YEARS`) so nothing downstream can overflow.
-ADT: A01/A04 open, A03 closes (discharge time PV1-45), A11 cancels, A13 reopens, A08 updates
-the patient class.  The trigger is MSH-9.2, else EVN-1 (older senders).
+ADT: A01/A04 open, A03 closes (discharge time PV1-45), A11 cancels, A13 reopens, A08/A06/A07
+update the patient class.  The trigger is MSH-9.2, else EVN-1 (older senders).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from coding_core.model import AdministrationEvent, AdminStatus, Coding, Encounte
 from mapping.collector import FeedCollector, Mapped, stamped
 from mapping.errors import MappingError, summarize_validation_errors
 from mapping.hl7_er7 import Er7Error, read_segments, split_messages
+from mapping.references_out import ADMINISTRATION_SYSTEM
 from mapping.vocabulary import (
     PER_HOUR,
     V2_0162,
@@ -72,14 +73,15 @@ HL7_FIELDS: dict[str, tuple[str, int, int]] = {
     "control_id": ("MSH", 10, 1),  # with MSH-3/4: a delivery seen again is a duplicate
     "sending_application": ("MSH", 3, 1), "sending_facility": ("MSH", 4, 1),
     "event_type": ("EVN", 1, 1),  # only in place of an empty MSH-9.2 (see FALLBACKS)
-    "patient_id": ("PID", 3, 1),  # identifier only: names and birth dates are never read
+    # Identifier only: names and birth dates are never read.  Of several PID-3 repetitions, the
+    # one whose type (PID-3.5) is MR; else the first (see extract).
+    "patient_id": ("PID", 3, 1), "patient_id_type": ("PID", 3, 5),
     "patient_authority": ("PID", 3, 4), "account": ("PID", 18, 1), "account_authority": ("PID", 18, 4),
     "point_of_care": ("PV1", 3, 1), "facility": ("PV1", 3, 4),  # the performing location; PV1-3.1 keys the cost centre
     "visit_authority": ("PV1", 19, 4),
     "patient_class": ("PV1", 2, 1), "patient_type": ("PV1", 18, 1),
     "visit_number": ("PV1", 19, 1), "admit_time": ("PV1", 44, 1), "discharge_time": ("PV1", 45, 1),
     "placer_order": ("ORC", 2, 1), "filler_order": ("ORC", 3, 1),
-    "placer_namespace": ("ORC", 2, 2), "filler_namespace": ("ORC", 3, 2),
     "give_sub_id": ("RXA", 1, 1), "administration_sub_id": ("RXA", 2, 1),
     "start": ("RXA", 3, 1), "end": ("RXA", 4, 1),
     "drug_code": ("RXA", 5, 1), "drug_text": ("RXA", 5, 2), "drug_system": ("RXA", 5, 3),
@@ -168,6 +170,13 @@ def extract(segments: Sequence[Segment]) -> tuple[dict[str, str], list[dict[str,
     for name, fallback in FALLBACKS.items():
         value = header.pop(fallback)
         header[name] = header[name] or value
+    pid = first.get("PID")
+    if pid is not None and header["patient_id_type"].upper() != "MR" and pid.repetitions(3) > 1:
+        for rep in range(2, pid.repetitions(3) + 1):  # the medical record number, not an SSN or a driver's licence
+            if pid.get(3, 5, rep).strip().upper() == "MR":
+                header["patient_id"], header["patient_authority"] = pid.get(3, 1, rep).strip(), pid.get(3, 4, rep).strip()
+                header["patient_id_type"] = "MR"
+                break
     return header, administrations
 
 
@@ -310,10 +319,9 @@ def _administration_id(raw: str) -> str:
 
 def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fail: _Fail, sent: datetime | None) -> Mapped:
     order = v["filler_order"] or v["placer_order"]
-    namespace = v["filler_namespace"] if v["filler_order"] else v["placer_namespace"]
     if not order:
         raise fail("ORC-3/ORC-2", "no order number: the administration cannot be identified")
-    for name in ("performer", "performer_authority", "filler_namespace", "placer_namespace"):
+    for name in ("performer", "performer_authority"):
         if _CONTROL.search(v[name]):  # it would end up in FHIR identifiers
             raise fail(LOCATION[name], "contains control characters")
     admin_id = _administration_id(f"{order}-{v['give_sub_id'] or '0'}-{v['administration_sub_id'] or '1'}")
@@ -380,8 +388,7 @@ def _administration(header: dict[str, str], v: dict[str, str], tz: ZoneInfo, fai
         ndc=ndc_of(codings),
         performers=(Ref(resource_type="Practitioner", value=v["performer"], authority=v["performer_authority"] or None),)
         if v["performer"] else (),
-        identifier=Ref(resource_type="MedicationAdministration", value=admin_id,
-                       authority=namespace or header["sending_facility"] or None),
+        identifier=Ref(resource_type="MedicationAdministration", value=admin_id, system=ADMINISTRATION_SYSTEM),
         source_warnings=tuple(notes),
         unrecognised=tuple(unrecognised),
     )

@@ -6,7 +6,9 @@ PID-18.4, XCN-9, ORC-3.2): those become logical references, ``Reference.identifi
 authority's URI from the profile's ``identifier_systems`` -- by ``<resource type>:<authority>``
 (``Patient:GENHOSP``: the hospital's MRNs), else by the authority, else ``"*"`` (every authority
 not listed, and none) -- else ``urn:infusion-charges:assigning-authority:<authority>`` -- never an invented
-literal id such as ``Patient/MRN77001`` that exists on no server.
+literal id such as ``Patient/MRN77001`` that exists on no server.  An identifier this product
+made (an HL7 administration's id, built from ORC-3, RXA-1 and RXA-2) carries a system of the
+product's own, :data:`ADMINISTRATION_SYSTEM`: no authority assigned it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from coding_core.model import Ref
 from coding_core.profile import Profile
 
 AUTHORITY_URN = "urn:infusion-charges:assigning-authority:"
+ADMINISTRATION_SYSTEM = "urn:infusion-charges:administration"
 UNSPECIFIED = "unspecified"
 
 
@@ -36,7 +39,8 @@ def reference(ref: Ref, profile: Profile) -> dict[str, Any]:
     """A FHIR Reference (R4) for ``ref``: literal as sent, else logical by identifier."""
     if ref.reference:
         return {"reference": ref.reference}
-    return {"type": ref.resource_type, "identifier": {"system": identifier_system(ref.resource_type, ref.authority, profile), "value": ref.value}}
+    system = ref.system or identifier_system(ref.resource_type, ref.authority, profile)
+    return {"type": ref.resource_type, "identifier": {"system": system, "value": ref.value}}
 
 
 def literal(resource_type: str, rid: str) -> dict[str, Any]:

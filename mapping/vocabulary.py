@@ -9,7 +9,10 @@
 - :data:`METHOD_ROWS`: method codes (SNOMED CT dosing-instruction imperatives, HL7 v2 table 0165)
   -> push, infusion, injection, flush, pump refill, another technique, or "not said" (a generic
   verb such as "administer").
-- :data:`ROUTE_WORDS` / :data:`METHOD_WORDS`: words as they appear in display and free text.
+- :data:`ROUTE_WORDS` / :data:`METHOD_WORDS`: words as they appear in display and free text;
+  :data:`ACCESS_TYPE_WORDS` and :data:`KVO_WORDS` likewise for the access type and keep-vein-open.
+- The unit tables (``VOLUME_UNITS``, ``PER_HOUR``, ``DRUG_AMOUNT_UNITS``): volumes, rates and
+  drug amounts as feeds write them.
 
 A code is looked up in its own system's table; a coding with no system is tried against every
 table.  Then display and free text.  A code that nothing recognises is reported for review as

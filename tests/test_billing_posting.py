@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from coding_core.engine import code_encounter
 from coding_core.formulary import NDC_SYSTEM, NdcUnit
-from coding_core.model import Coding, EncounterInfo, Ref
+from coding_core.model import Coding, EncounterInfo
 from coding_core.profile import CdmItem, Chargemaster, Profile
 from mapping.chargeitem_out import (EXT_LOCATION, EXT_NDC_QUANTITY, EXT_REVENUE, EXT_REVIEW_FLAG, billing_of, entered_date,
                                     to_charge_items)
@@ -25,7 +25,7 @@ from connectors.cli import collect
 from mapping.chargemaster import ChargemasterError, definitions_bundle, read_chargemaster
 from mapping.explain_out import explain
 from mapping.reference_data import ReferenceDataError, formulary_for, load_formulary, load_profile
-from mapping.references_out import AUTHORITY_URN
+from mapping.references_out import ADMINISTRATION_SYSTEM, AUTHORITY_URN
 from tests.builders import CHEMO, FORMULARY, NS, THER, adm, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +91,19 @@ def test_a_code_without_a_row_is_flagged_no_cdm_item_and_held_when_the_profile_h
     assert CDM.row("J9312", ("JZ",)).cdm_code == "63609312"
 
 
+def test_the_cdm_row_is_the_one_with_the_most_of_the_lines_modifiers():
+    """A 340B drug line carries TB on every line: its waste line is still the JW row."""
+    assert CDM.row("J9312", ("TB", "JW")).cdm_code == "63609313"
+    assert CDM.row("J9312", ("JW", "TB")).cdm_code == "63609313"
+    assert CDM.row("J9312", ("TB",)).cdm_code == "63609312"
+    assert CDM.row("96365", ()) is None
+    result = run(adm(CHEMO, "09:00", "10:00", id="c", dose=(680, "mg"), wasted=(20, "mg")), drug_line_modifiers=("TB",))
+    items = _by_code(to_charge_items(result, ENCOUNTER, BILLING))
+    assert items["J9312", ("TB", "JW")]["code"]["coding"][1]["code"] == "63609313"
+    assert items["J9312", ("TB", "JZ")]["code"]["coding"][1]["code"] == "63609312" if ("J9312", ("TB", "JZ")) in items else True
+    assert items["J9312", ("TB",)]["code"]["coding"][1]["code"] == "63609312"
+
+
 def test_without_a_chargemaster_no_line_is_flagged_for_it():
     items = to_charge_items(run(adm(CHEMO, "09:00", "10:00", id="c", dose=(700, "mg"))), ENCOUNTER, Profile())
     assert all("no-cdm-item" not in _flags(i) for i in items)
@@ -113,7 +126,10 @@ def test_the_cdm_csv_is_read_and_its_errors_name_row_and_column_never_a_value():
     assert items[0].unit_price == Decimal("1212.50") and items[1].code == "J9312" and items[1].modifiers == ("JW", "JZ")
     for text, where in [
         ("code,cdm_code\n96413,1\n", "header: missing description"),
-        ("code,cdm_code,description,price\n", "unknown column(s) price"),
+        ("code,cdm_code,description,price\n", "unknown column(s) at position 4"),
+        ("96413,SECRET-1,INFUSE\n", "unknown column(s) at position 1, 2, 3"),  # no header row: never echoed
+        ("code,cdm_code,description\n96413,1,CHEMO\x01\n", "row 2, column description: contains control characters"),
+        ("code,modifiers,cdm_code,description\n96413,,1,X\n96415,,2,Y\n96413,,3,Z\n", "row 4: a second row for its code with the same modifiers (row 2)"),
         ("code,cdm_code,description,unit_price\n96413,1,X,SECRET-12\n", "row 2: unit_price: not a number"),
         ("code,cdm_code,description,revenue_code\n96413,1,X,26O\n", "row 2: revenue_code"),
         ("code,cdm_code,description\nINFUSE,1,X\n", "row 2: code"),
@@ -127,8 +143,11 @@ def test_the_cdm_csv_is_read_and_its_errors_name_row_and_column_never_a_value():
 
 
 @pytest.mark.parametrize("bad, says", [
-    ({"chargemaster": {"system": "urn:cdm", "items": [{"code": "96413", "cdm_code": "1", "description": "X", "unit_price": "1"}]}},
-     "definition_base or fhir_base_url"),
+    ({"chargemaster": {"system": "urn:cdm", "version": "1", "items": [
+        {"code": "96413", "cdm_code": "1", "description": "X", "unit_price": "1"}]}}, "definition_base or fhir_base_url"),
+    ({"fhir_base_url": "https://f.example.org", "chargemaster": {"system": "urn:cdm", "items": [
+        {"code": "96413", "cdm_code": "1", "description": "X", "unit_price": "1"}]}}, "version"),
+    ({"chargemaster": {"system": "urn:cdm", "items": [{"code": "96413", "cdm_code": "1", "description": "X\x7f"}]}}, "description"),
     ({"chargemaster": {"system": "urn:cdm", "items": [{"code": "96413", "cdm_code": "1", "description": "X"},
                                                       {"code": "96413", "cdm_code": "2", "description": "Y"}]}}, "a second row"),
     ({"chargemaster": {"system": "cdm", "items": []}}, "system"),
@@ -141,7 +160,7 @@ def test_inconsistent_billing_settings_are_refused(bad, says):
 
 def test_the_profile_reads_its_cdm_file_beside_it(tmp_path):
     (tmp_path / "cdm.csv").write_text("code,cdm_code,description,unit_price\n96413,1,X,10.00\n")
-    (tmp_path / "p.yaml").write_text("fhir_base_url: https://f.example.org\nchargemaster: {file: cdm.csv, system: 'urn:cdm'}\n")
+    (tmp_path / "p.yaml").write_text("fhir_base_url: https://f.example.org\nchargemaster: {file: cdm.csv, system: 'urn:cdm', version: v1}\n")
     assert load_profile(tmp_path / "p.yaml").chargemaster.row("96413", ()).unit_price == Decimal("10.00")
     (tmp_path / "p.yaml").write_text("chargemaster: {file: cdm.csv, system: 'urn:cdm', items: [{code: '96413', cdm_code: '1', "
                                      "description: X}]}\n")
@@ -190,16 +209,64 @@ def test_drug_lines_carry_the_ndc_quantity_in_the_package_unit_and_quantity_with
     assert items["96413", ()]["quantity"] == {"value": 1, "unit": "service"}
 
 
-def test_whole_units_are_rounded_up_and_a_package_per_ndc_wins():
+def _drug_line(result, code: str, jw: bool = False) -> dict:
+    (item,) = [i for i in to_charge_items(result, ENCOUNTER)
+               if i["code"]["coding"][0]["code"] == code and (_ext_mods(i)[-1:] == ["JW"]) == jw]
+    return item
+
+
+def _ext_mods(item: dict) -> list[str]:
+    return [e["valueCoding"]["code"] for e in item["extension"] if e["url"].endswith("chargeitem-modifier")]
+
+
+def _ndc_q(item: dict):
+    q = _ext(item, EXT_NDC_QUANTITY)
+    return (q[0]["valueQuantity"]["value"], q[0]["valueQuantity"]["code"]) if q else None
+
+
+def test_vials_are_counted_as_opened_and_a_jw_line_takes_the_discarded_share():
     vial = BUNDLED.by_hcpcs("J9042")  # brentuximab vedotin: 50 mg vials, counted in vials
     assert vial.ndc_unit == NdcUnit(qualifier="UN", amount=Decimal(50))
-    items = to_charge_items(bundled(_with_ndc(adm("J9042", "09:00", "09:30", id="b", dose=(180, "mg")), "51144-050-01")), ENCOUNTER)
-    (drug,) = [i for i in items if i["code"]["coding"][0]["code"] == "J9042"]
-    assert _ext(drug, EXT_NDC_QUANTITY)[0]["valueQuantity"]["value"] == 4  # 3.6 vials opened: 4
-    entry = vial.model_copy(update={"ndc_units": {"51144-050-01": NdcUnit(qualifier="ML", amount=Decimal(5))}})
-    assert entry.ndc_unit_for("51144-050-01").qualifier == "ML" and entry.ndc_unit_for("00000-0000-00").qualifier == "UN"
-    with pytest.raises(ValidationError, match="5-4-2"):
-        vial.model_copy(update={"ndc_units": {}}).model_validate({**vial.model_dump(), "ndc_units": {"5114405001": {"qualifier": "UN", "amount": 1}}})
+    given = _with_ndc(adm("J9042", "09:00", "09:30", id="b", dose=(180, "mg")), "51144-050-01")
+    assert _ndc_q(_drug_line(bundled(given), "J9042")) == (4, "UN")  # 3.6 vials: 4 opened
+    # 126 mg given, 24 mg discarded: 3 vials opened, 0.48 of them discarded
+    wasted = _with_ndc(adm("J9042", "09:00", "09:30", id="b", dose=(126, "mg"), wasted=(24, "mg")), "51144-050-01")
+    result = bundled(wasted)
+    assert _ndc_q(_drug_line(result, "J9042")) == (2.52, "UN") and _ndc_q(_drug_line(result, "J9042", jw=True)) == (0.48, "UN")
+
+
+def test_bags_billed_per_bag_count_the_bags_opened():
+    bag = adm(NS, "09:00", "10:00", id="n", volume=250, rate=250)
+    item = _drug_line(bundled(_with_ndc(bag, "00338-0049-04")), "J7030")
+    assert item["quantity"] == {"value": 1, "unit": "1000 mL"} and _ndc_q(item) == (1000, "ML")
+
+
+def test_oral_drugs_do_not_take_the_iv_package_unit():
+    oral = _with_ndc(adm("J2405", "08:30", None, id="o", route="oral", dose=(8, "mg")), "68462-0157-30")
+    chemo = adm(CHEMO, "09:00", "10:00", id="c", dose=(700, "mg"))  # Medicare: the oral anti-emetic with chemotherapy
+    line = _drug_line(bundled(oral, chemo), "Q0162")
+    assert line["quantity"]["value"] == 8 and _ndc_q(line) is None  # Q0162 per 1 mg; not 4 mL of the 2 mg/mL injection
+    assert BUNDLED.for_route(BUNDLED.by_hcpcs("J2405"), "oral").ndc_unit is None
+
+
+def test_a_package_per_ndc_wins_over_the_entrys_whatever_layout_the_ndc_comes_in():
+    profile = Profile(formulary_overrides=({"hcpcs": "J9042", "ndc_units": {"51144-0050-01": {"qualifier": "ML", "amount": "5"}}},))
+    formulary = formulary_for(profile, BUNDLED)
+    assert formulary.by_hcpcs("J9042").ndc_units == {"51144005001": NdcUnit(qualifier="ML", amount=Decimal(5))}
+    for sent in ("51144-050-01", "51144005001", "51144-0050-01"):
+        event = _with_ndc(adm("J9042", "09:00", "09:30", id="b", dose=(180, "mg")), sent)
+        result = code_encounter(ENCOUNTER, [event], formulary, profile)
+        assert _ndc_q(_drug_line(result, "J9042")) == (36, "ML"), sent
+    with pytest.raises(ValidationError, match="one 11-digit form"):
+        Profile(formulary_overrides=({"hcpcs": "J9042", "ndc_units": {"5114405001": {"qualifier": "UN", "amount": 1}}},))
+
+
+def test_a_line_of_several_ndcs_reports_the_first_without_a_quantity_and_is_flagged():
+    a = _with_ndc(adm(CHEMO, "09:00", "10:00", id="a", dose=(500, "mg")), "50242-053-06")
+    b = _with_ndc(adm(CHEMO, "10:00", "10:30", id="b", dose=(100, "mg")), "50242-051-21")
+    item = _drug_line(bundled(a, b), "J9312")
+    assert _ndc_q(item) is None and "mixed-ndc" in _flags(item) and "no-ndc-quantity" in _flags(item)
+    assert {"system": NDC_SYSTEM, "code": "50242005306"} in item["productCodeableConcept"]["coding"]
 
 
 def test_an_ndc_without_a_package_unit_is_flagged_and_a_required_ndc_missing_too():
@@ -298,8 +365,9 @@ def test_hl7_lines_name_patient_visit_account_and_nurse_by_identifier_with_the_a
         assert item["account"] == [{"type": "Account", "identifier": {"system": "https://h.example.org/sid/gh", "value": "ACC-9"}}]
         assert item["performer"] == [{"actor": {"type": "Practitioner", "identifier": {"system": "http://hl7.org/fhir/sid/us-npi",
                                                                                          "value": "RN55"}}}]
+        # The administration id is this product's (ORC-3, RXA-1, RXA-2): no authority of the feed assigned it.
         assert item["service"] == [{"type": "MedicationAdministration",
-                                    "identifier": {"system": AUTHORITY_URN + "PHARM", "value": "F1-0-1"}}]
+                                    "identifier": {"system": ADMINISTRATION_SYSTEM, "value": "F1-0-1"}}]
         assert _ext(item, EXT_LOCATION)[0]["valueReference"] == {"type": "Location", "identifier": {
             "system": AUTHORITY_URN + "MAIN", "value": "ONC"}}
         assert item["costCenter"]["identifier"]["value"] == "4630"
@@ -310,13 +378,40 @@ def test_hl7_lines_name_patient_visit_account_and_nurse_by_identifier_with_the_a
     assert plain[0]["subject"]["identifier"]["system"] == AUTHORITY_URN + "GENHOSP"
 
 
-def test_hl7_identifiers_with_control_characters_are_refused_naming_the_field():
+@pytest.mark.parametrize("field, old, new", [
+    ("RXA-10", "RN55^", "RN\x7f55^"), ("RXA-10.9", "^^^^^^NPI", "^^^^^^N\x7fPI"),
+    ("PID-18", "ACC-9^", "AC\x7fC-9^"), ("PID-18.4", "^GENHOSP^AN", "^GEN\x7fHOSP^AN"),
+    ("PID-3.4", "^^^GENHOSP^MR", "^^^GEN\x7fHOSP^MR"), ("PV1-3", "ONC^12", "O\x7fNC^12"),
+    ("PV1-3.4", "^MAIN|", "^MA\x7fIN|"), ("PV1-19.4", "^^^GENHOSP^VN", "^^^GENH\x7fOSP^VN"),
+])
+def test_hl7_identifiers_with_control_characters_are_refused_naming_the_field(field, old, new):
     from mapping.errors import MappingError
     from mapping.hl7_in import map_message
 
-    with pytest.raises(MappingError, match="RXA-10") as e:
-        map_message(HL7.rstrip("\r").replace("RN55^", "RN\x7f55^"), ZoneInfo("America/New_York"))
-    assert "RN" not in str(e.value).replace("RXA", "")
+    assert HL7.count(old) == 1
+    with pytest.raises(MappingError) as e:
+        map_message(HL7.rstrip("\r").replace(old, new), ZoneInfo("America/New_York"))
+    message = str(e.value)
+    assert f"{field}" in message and "control characters" in message
+    assert not any(v in message for v in ("RN55", "ACC-9", "GENHOSP", "ONC", "MAIN", "NPI"))
+
+
+def test_the_medical_record_number_is_the_patient_not_the_first_pid_3_repetition():
+    """PID-3 often leads with an SSN or a driver's licence: the charges name the MR repetition."""
+    ssn_first = HL7.replace("PID|||MRN5^^^GENHOSP^MR", "PID|||123-45-6789^^^SSA^SS~MRN5^^^GENHOSP^MR")
+    from mapping.collector import FeedCollector
+    from mapping.hl7_in import add_hl7_text
+
+    collector = FeedCollector()
+    add_hl7_text(collector, ssn_first, source="t.hl7", tz=ZoneInfo("America/New_York"))
+    ((info, events),) = collector.by_encounter().values()
+    assert info.patient.value == "MRN5" and info.patient.authority == "GENHOSP" and info.patient_id == "MRN5"
+    assert all(e.patient_id == "MRN5" for e in events)
+    untyped = HL7.replace("PID|||MRN5^^^GENHOSP^MR", "PID|||MRN5^^^GENHOSP~X9^^^OTHER")
+    collector = FeedCollector()
+    add_hl7_text(collector, untyped, source="t.hl7", tz=ZoneInfo("America/New_York"))
+    ((info, _),) = collector.by_encounter().values()
+    assert info.patient.value == "MRN5"  # no MR repetition: the first, as before
 
 
 def test_entered_date_is_the_encounters_end_else_its_last_administration_and_recode_time_in_the_worker():
@@ -340,6 +435,12 @@ def test_a_recode_that_changes_only_the_entered_date_publishes_nothing():
     assert first is not None and "enteredDate" in first["entry"][0]["resource"]
     state.recoded_ms, state.dirty = 9_000_000, True
     assert state.code(FORMULARY, Profile()) is None  # the same charges: no revision
+    # A later administration dates its revision from the record again, not from the old recode.
+    state.apply(Mapped("administration", "d", ("1", None), administration=adm(CHEMO, "11:00", "12:30", id="d", dose=(100, "mg"))), 3000)
+    assert state.recoded_ms is None
+    second = state.code(FORMULARY, Profile())
+    assert {e["resource"]["enteredDate"] for e in second["entry"] if e["resource"]["status"] != "entered-in-error"} == {entered_date(ENCOUNTER, [
+        adm(CHEMO, "11:00", "12:30", id="d")]).isoformat()}
 
 
 # --- the shipped sample profile -----------------------------------------------------------------
@@ -361,3 +462,27 @@ def test_the_sample_billing_profile_codes_every_sample_with_a_cdm_row_per_line_b
                 assert item["code"]["coding"][1]["system"] == profile.chargemaster.system
     assert missing == {"J3490"}  # the unclassified drug: priced by invoice, never from the CDM
     assert definitions_bundle(profile)["entry"]
+
+
+def test_the_demo_summarises_a_revision_one_row_per_chargeitem():
+    from connectors.demo import COLUMNS, summary
+    from mapping.chargeitem_out import revision_bundle
+
+    result = run(adm(CHEMO, "09:00", "10:00", id="c", dose=(700, "mg")), adm(THER, "10:05", None, id="p", method="push"))
+    items = to_charge_items(result, ENCOUNTER, BILLING)
+    rows = summary(revision_bundle("enc-1", 1, items))
+    assert rows[0].split() == [w for c in COLUMNS for w in c.split()]
+    assert len(rows) == 1 + len(items)
+    for row, item in zip(rows[1:], items, strict=True):
+        cells = row.split()
+        assert cells[0] == item["code"]["coding"][0]["code"] and cells[-1] == item["id"]
+        assert ("33596413" in cells) == (item["code"]["coding"][0]["code"] == "96413")
+        assert ("no-cdm-item" in row) == ("no-cdm-item" in _flags(item))
+
+
+def test_the_encounter_paths_table_names_every_reference_field_of_the_encounter():
+    from mapping.fhir_in import ENCOUNTER_PATHS
+
+    documented = {part.strip() for key in ENCOUNTER_PATHS for part in key.split("/")}
+    references = {name for name, f in EncounterInfo.model_fields.items() if "Ref" in str(f.annotation)} | {"location_code"}
+    assert references - {"identifier"} == documented  # identifier: HL7 only (PV1-19)

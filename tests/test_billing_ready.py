@@ -116,9 +116,9 @@ def test_the_readme_lists_every_review_flag_the_coding_core_raises():
     raised = set()
     for path in (ROOT / "coding_core").glob("*.py"):
         raised |= set(re.findall(r'(?:warn|Note)\("([a-z0-9-]+)"', path.read_text()))
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "output-chargeitem.md").read_text()
     listed = set(re.findall(r"`([a-z0-9-]+)`", readme.split("Review flags (warning codes):", 1)[1].split("\n\n", 1)[0]))
-    assert raised and listed == raised
+    assert raised and listed == raised | {"missing-dose", "in-progress-at-close"}  # raised from a variable / the status table
     own = set(re.findall(r'flags\.append\(\("([a-z0-9-]+)"', (ROOT / "mapping" / "chargeitem_out.py").read_text()))
     section = readme.split("Review flags the output adds", 1)[1].split("\n\n", 1)[0]
     assert own and set(re.findall(r"`(no-[a-z0-9-]+)`", section)) == own

@@ -191,3 +191,17 @@ def test_file_with_no_hl7_message_is_unreadable(tmp_path):
     bad.write_text("hello\n")
     status, out, err = code(str(bad))
     assert status == EXIT_FAILED and out == "" and "x.hl7: no MSH segment" in err
+
+
+def test_bench_takes_the_benchmarks_own_options(capsys):
+    """``infusion-charges bench`` is connectors/bench.py: every option its docs name is accepted."""
+    import pytest as _pytest
+
+    from connectors.cli import main
+
+    with _pytest.raises(SystemExit) as e:
+        main(["bench", "--help"])
+    assert e.value.code == 0
+    shown = capsys.readouterr().out
+    for option in ("--quick", "--seed", "--workers", "--light-rate", "--encounters", "--latency-seconds"):
+        assert option in shown

@@ -8,7 +8,6 @@ import json
 import subprocess
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import kubernetes_validate

@@ -20,7 +20,7 @@ core that fails, and unreadable events records through the events side.  Not che
 dead letters' values (the original message, kept for re-drive) and the ChargeItems published
 (they carry patient and encounter references by design).  The one place a planted value may
 show is the record's own id -- a FHIR resource's ``id``, an HL7 message's MSH-10 -- and only
-when it is shaped like an id: errors are keyed by it (README, "The command").
+when it is shaped like an id: errors are keyed by it (docs/commands.md).
 """
 
 from __future__ import annotations
