@@ -52,11 +52,11 @@ def progress(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
-def settings_for(bootstrap: str) -> Settings:
+def settings_for(bootstrap: str, **overrides: Any) -> Settings:
     prefix = f"b{uuid.uuid4().hex[:6]}"
     topics = Topics(**{k: f"{prefix}.{v}" for k, v in Topics().model_dump().items()})
     return Settings(bootstrap_servers=bootstrap, group_id=prefix, topics=topics, partitions=3, session_timeout_ms=6000,
-                    max_poll_interval_ms=30000, metrics_port=None)
+                    max_poll_interval_ms=30000, metrics_port=None, **overrides)
 
 
 def produce(bootstrap: str, messages: list[Message], rate_per_s: float | None = None,
@@ -328,10 +328,11 @@ def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int, wor
 
 
 def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int,
-                    workers: int = 1) -> tuple[float, float, int, dict[str, float]]:
+                    workers: int = 1, **overrides: Any) -> tuple[float, float, int, dict[str, float]]:
     """p50/p99 ms from producing an encounter's close to its first charges, at ``rate`` msgs/s,
-    and where the time goes (:func:`close_stages`)."""
-    settings = settings_for(bootstrap)
+    and where the time goes (:func:`close_stages`; ``stages["extra_revisions"]``: revisions
+    beyond the first per encounter).  ``overrides``: worker settings."""
+    settings = settings_for(bootstrap, **overrides)
     messages: list[Message] = []
     n = 1
     while len(messages) < rate * seconds:
@@ -356,13 +357,15 @@ def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int,
     latencies = sorted(1000 * (min(t for t in watcher.arrived[e] if t >= c) - c)
                        for e, c in closed_at.items() if any(t >= c for t in watcher.arrived.get(e, [])))
     stages = close_stages(worker)
+    extra = float(sum(len(watcher.arrived.get(e, [])) - 1 for e in closed_at if watcher.arrived.get(e)))
     worker.stop()
     watcher.stop.set()
     if not latencies:
-        return float("nan"), float("nan"), 0, stages
+        return float("nan"), float("nan"), 0, {**stages, "extra_revisions": extra}
     mean = statistics.mean(latencies)
     stages["delivery_and_rest"] = mean - sum(stages.values())
     stages["total"] = mean
+    stages["extra_revisions"] = extra
     p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
     return statistics.median(latencies), p99, len(latencies), stages
 

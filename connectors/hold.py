@@ -6,12 +6,23 @@ released to the events topic once every assigned input partition has been read u
 timestamp (or to its end).  Only *when* a record enters the events topic changes; what is
 coded from the events topic stays deterministic.
 
+A partition read to its end vouches for what reached the broker before its end was asked for,
+less a grace for what producers stamped earlier but the broker held only later (their linger,
+the network, clock skew): ``hold_grace_ms``.  With ``measured`` (setting
+``hold_grace_measured``) the grace is the longest delay seen in the last :data:`LAG_WINDOW_S`
+seconds from an input record's timestamp to the worker reading it, at most ``hold_grace_ms``
+(and ``hold_grace_ms`` while nothing has been read in the window).  That delay includes the
+broker's append and the fetch, so it bounds the producer's share from above.  A record delayed
+more than the grace releases its close early: the encounter is coded without it and coded
+again when it arrives (an extra revision, never a lost charge).
+
 A held update's offset is a floor for its partition's commit: after a crash or a rebalance
 it is read again (see :meth:`CloseHold.floors`).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -23,6 +34,7 @@ from mapping.collector import Mapped
 # While encounter updates are held, input partitions' end offsets are asked for at most this
 # often (one small broker request); a held close waits on average half of it.
 ENDS_REFRESH_MS = 25
+LAG_WINDOW_S = 10  # the measured grace is the longest read delay of the last this many seconds
 
 
 @dataclass(frozen=True)
@@ -35,16 +47,38 @@ class Held:
 
 
 class CloseHold:
-    def __init__(self, grace_ms: int, clock: Callable[[], float], metrics: Metrics):
-        self.grace_ms, self.clock, self.metrics = grace_ms, clock, metrics
+    def __init__(self, grace_ms: int, clock: Callable[[], float], metrics: Metrics, measured: bool = False):
+        self.grace_ms, self.clock, self.metrics, self.measured = grace_ms, clock, metrics, measured
         self._held: list[Held] = []
         self._input_time: dict[TopicPartition, int] = {}  # timestamp of the last record read
         self._ends: dict[TopicPartition, int] = {}  # input partitions' end offsets, as of _ends_at
         self._ends_at = self._ends_next = float("-inf")
+        self._lags: deque[list[int]] = deque()  # [second, longest read delay (ms) in it], oldest first
 
     def read(self, tp: TopicPartition, timestamp: int) -> None:
         """An input record of ``tp`` with this timestamp was read."""
         self._input_time[tp] = timestamp
+        if not self.measured:
+            return
+        now_ms = int(self.clock() * 1000)
+        lag, second = now_ms - timestamp, now_ms // 1000
+        lags = self._lags
+        if lags and lags[-1][0] == second:
+            if lag > lags[-1][1]:
+                lags[-1][1] = lag
+        else:
+            lags.append([second, lag])
+            while lags[0][0] <= second - LAG_WINDOW_S:
+                lags.popleft()
+
+    def grace(self) -> int:
+        """The grace in use (ms): ``grace_ms``, or, measured, the longest read delay of the
+        window, at most ``grace_ms``."""
+        if not self.measured:
+            return self.grace_ms
+        now_s = self.clock()
+        recent = [lag for second, lag in self._lags if second > now_s - LAG_WINDOW_S]
+        return min(self.grace_ms, max(0, max(recent))) if recent else self.grace_ms
 
     def hold(self, tp: TopicPartition, offset: int, timestamp: int, mapped: Mapped) -> None:
         now = self.clock()
@@ -63,7 +97,9 @@ class CloseHold:
         now = self.clock() * 1000
         if now >= self._ends_next:
             self._ends, self._ends_at, self._ends_next = consumer.end_offsets(partitions), now, now + ENDS_REFRESH_MS
-        settled = self._ends_at - self.grace_ms  # producers' clocks may run a little ahead
+        grace = self.grace()
+        self.metrics.hold_grace_seconds.set(grace / 1000)
+        settled = self._ends_at - grace  # what producers stamped before this reached the broker by _ends_at
         watermark: float = float("inf")
         for tp in partitions:
             read_to = self._input_time.get(tp, float("-inf"))

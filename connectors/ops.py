@@ -88,6 +88,8 @@ class Metrics:
             "infusion_charges_close_stage_seconds",
             "Encounter updates: from the input record's timestamp to mapping (queued), then to release to the events topic (held)",
             ["stage"], registry=r, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+        self.hold_grace_seconds = Gauge("infusion_charges_hold_grace_seconds", "The close hold's grace in use "
+                                        "(hold_grace_ms, or measured: see hold_grace_measured)", registry=r)
         self.close_queued_seconds = self.close_stage_seconds.labels("queued")
         self.close_held_seconds = self.close_stage_seconds.labels("held")
         self.encounters_blocked = Gauge("infusion_charges_encounters_blocked",

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     # on quiet partitions.  A record later than this is not lost: it re-codes its encounter
     # and the charges are corrected in a new revision.
     hold_grace_ms: int = Field(default=100, ge=0)
+    # Measure the grace instead: the longest delay of the last 10 s from an input record's
+    # timestamp to the worker reading it, at most hold_grace_ms (see connectors/hold.py).
+    hold_grace_measured: bool = False
     # Longest a fetch waits for data on the broker.  Kafka answers a parked fetch as soon as
     # data arrives, but tansu (the embedded broker) waits the whole time, and every hop of
     # the pipeline (input, events) pays it at light load (docs/performance.md, close-to-charge).

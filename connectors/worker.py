@@ -89,7 +89,7 @@ class Worker:
         self.outbox = Outbox(lambda: make_producer(settings), self.metrics, settings.delivery == "exactly-once",
                              stuck_after_s=(settings.delivery_timeout_ms + 2 * settings.request_timeout_ms) / 1000)
         self.dead_letters = DeadLetters(settings.topics.dead_letter, settings.max_dead_letter_bytes, self.outbox, self.metrics, self.stats)
-        self.hold = CloseHold(settings.hold_grace_ms, clock, self.metrics)
+        self.hold = CloseHold(settings.hold_grace_ms, clock, self.metrics, settings.hold_grace_measured)
         self.intake = Intake(settings, ZoneInfo(profile.timezone), self.outbox, self.dead_letters, self.hold, self.stats)
         self.stores = StateStores(settings.state_dir, settings.topics.state)
         self.processor = EncounterProcessor(settings, formulary, profile, self.stores, self.outbox, self.dead_letters,

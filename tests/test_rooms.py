@@ -93,6 +93,51 @@ def test_the_hold_releases_an_update_once_every_input_partition_is_read_past_it(
     assert hold.release(consumer, [a, b]) == [close] and hold.floors() == {}
 
 
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_measured_grace_is_the_longest_recent_read_delay_at_most_the_setting():
+    clock, a = Clock(1_000.0), TopicPartition("in.a", 0)
+    fixed, measured = CloseHold(100, clock, Metrics()), CloseHold(100, clock, Metrics(), measured=True)
+    assert fixed.grace() == measured.grace() == 100  # nothing read yet: the setting
+    for hold in (fixed, measured):
+        hold.read(a, 999_970)  # read 30 ms after it was stamped
+        hold.read(a, 999_988)
+    assert fixed.grace() == 100 and measured.grace() == 30
+    clock.now = 1_004.0
+    measured.read(a, 1_003_500)  # a 500 ms delay: capped by the setting
+    assert measured.grace() == 100
+    clock.now = 1_015.0  # the window has passed: nothing read in it
+    assert measured.grace() == 100
+    measured.read(a, 1_014_995)
+    assert measured.grace() == 5
+    measured.read(a, 1_015_010)  # a producer clock ahead of the worker's: no negative grace
+    assert measured.grace() == 5
+
+
+def test_a_close_released_early_costs_an_extra_revision_never_a_charge(tmp_path):
+    """An administration stamped before its close but read after the close was released (it
+    reached the broker later than the grace allowed): the encounter is coded without it, then
+    coded again with it -- the second revision bills what the first missed."""
+    rooms = _rooms(tmp_path)
+    _events(rooms, map_resource(r4(id="ma-1")))
+    _events(rooms, map_resource({"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}}), offset=1)
+    late = map_resource(r4(id="ma-2", effectivePeriod={"start": "2026-03-02T11:00:00-05:00", "end": "2026-03-02T11:20:00-05:00"}))
+    _events(rooms, late, offset=2)
+    revisions = [json.loads(kw["value"]) for t, kw in rooms.outbox.sent if t == rooms.settings.topics.charges]
+    assert [r["meta"]["versionId"] for r in revisions] == ["1", "2"]
+    first, second = ({e["resource"]["id"]: e["resource"] for e in r["entry"]} for r in revisions)
+    services = lambda items: {s["reference"] for i in items.values() if i["status"] == "billable" for s in i["service"]}
+    assert services(first) == {"MedicationAdministration/ma-1"}
+    assert services(second) == {"MedicationAdministration/ma-1", "MedicationAdministration/ma-2"}
+    assert set(first) <= set(second)  # every line of the first is updated or withdrawn in the second, none forgotten
+
+
 def test_the_input_side_forwards_administrations_holds_closes_and_dead_letters_the_rest(tmp_path):
     rooms = _rooms(tmp_path)
     t = rooms.settings.topics
