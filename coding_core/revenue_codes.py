@@ -44,12 +44,26 @@ def _within(code: str, first: str, last: str) -> bool:
 
 def revenue_code(code: str, profile: Profile) -> str | None:
     """The line's revenue code; None for a code no row covers (an unlisted CPT code outside
-    these ranges is left to the billing system)."""
-    overrides = _narrowest_first([(*_span(k), v) for k, v in profile.revenue_codes.items()])
-    for first, last, revenue in (*overrides, *DEFAULTS):
-        if _within(code.upper(), first, last):
-            return revenue
-    return None
+    these ranges is left to the billing system).  Answers are remembered per set of overrides
+    (a profile's are fixed: it is frozen)."""
+    overrides = profile.revenue_codes
+    key = tuple(overrides.items())
+    known = _ANSWERS.get(key)
+    if known is None:
+        if len(_ANSWERS) >= 64:
+            _ANSWERS.clear()
+        known = _ANSWERS[key] = {}
+    if code in known:
+        return known[code]
+    rows = _narrowest_first([(*_span(k), v) for k, v in overrides.items()])
+    upper = code.upper()
+    answer = next((revenue for first, last, revenue in (*rows, *DEFAULTS) if _within(upper, first, last)), None)
+    if len(known) < 10_000:
+        known[code] = answer
+    return answer
+
+
+_ANSWERS: dict[tuple[tuple[str, str], ...], dict[str, str | None]] = {}  # overrides -> code -> revenue code
 
 
 def _narrowest_first(rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:

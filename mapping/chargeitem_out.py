@@ -33,13 +33,13 @@ from typing import Any
 from fhir.resources.R4B.chargeitem import ChargeItem
 
 from coding_core.formulary import HCPCS_SYSTEM, NDC_SYSTEM
-from coding_core.model import AdministrationEvent, CodedLine, CodingResult, CodingWarning, EncounterInfo
+from coding_core.model import AdministrationEvent, CodedLine, CodingResult, CodingWarning, EncounterInfo, Ref
 from coding_core.ndc import parse_ndc
 from coding_core.profile import CdmItem, Profile
 from coding_core.revenue_codes import revenue_code
 from mapping.chargemaster import definition_canonical
-from mapping.references_out import literal, reference
-from mapping.fhir_shapes import ShapeValidator
+from mapping.references_out import reference
+from mapping.built_validation import BuiltValidator, Check, Collected
 
 CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
 CODE_SYSTEMS = {"CPT": CPT_SYSTEM, "HCPCS": HCPCS_SYSTEM}
@@ -122,100 +122,155 @@ class _Context:
 
 
 def _charge_item(item_id: str, line: CodedLine, result: CodingResult, ctx: _Context) -> dict[str, Any]:
+    """One ChargeItem; each branch taken is a token of ``c.signature`` and each value that
+    varies goes through ``c.value`` with its element's check (mapping/built_validation.py)."""
     profile, encounter = ctx.profile, ctx.encounter
+    c = Collected()
+    sig, values = c.signature, c.values
+
+    def v(check: Check, value: Any) -> Any:  # c.value, without the method lookup (hot)
+        values.append((check, value))
+        return value
+
     modifier_system = CODE_SYSTEMS[line.system]
     extensions: list[dict[str, Any]] = [
-        {"url": EXT_MODIFIER, "valueCoding": {"system": modifier_system, "code": m}} for m in line.modifiers
+        {"url": EXT_MODIFIER, "valueCoding": {"system": modifier_system, "code": v(_C.ext_coding_code, m)}} for m in line.modifiers
     ]
-    extensions.append({"url": EXT_RULE, "valueString": line.rule})
+    sig.append(bool(line.modifiers))
+    extensions.append({"url": EXT_RULE, "valueString": v(_C.ext_string, line.rule)})
     if line.minutes is not None:
-        extensions.append({"url": EXT_MINUTES, "valueInteger": line.minutes})
+        extensions.append({"url": EXT_MINUTES, "valueInteger": v(_C.ext_integer, line.minutes)})
+    sig.append(line.minutes is not None)
     if result.formulary_version:
-        extensions.append({"url": EXT_FORMULARY, "valueString": result.formulary_version})
+        extensions.append({"url": EXT_FORMULARY, "valueString": v(_C.ext_string, result.formulary_version)})
+    sig.append(bool(result.formulary_version))
     bill = billing(line, result, ctx)
     row, cdm = bill.row, profile.chargemaster
     if bill.revenue is not None:
-        extensions.append({"url": EXT_REVENUE, "valueCoding": {"system": REVENUE_SYSTEM, "code": bill.revenue}})
+        extensions.append({"url": EXT_REVENUE, "valueCoding": {"system": REVENUE_SYSTEM, "code": v(_C.ext_coding_code, bill.revenue)}})
+    sig.append(bill.revenue is not None)
     if line.ndc_quantity is not None and line.ndc_unit is not None:
         value = int(line.ndc_quantity) if line.ndc_quantity == line.ndc_quantity.to_integral_value() else float(line.ndc_quantity)
+        unit = v(_C.ext_quantity_unit, line.ndc_unit)
         extensions.append({"url": EXT_NDC_QUANTITY, "valueQuantity": {
-            "value": value, "unit": line.ndc_unit, "system": NDC_UNIT_SYSTEM, "code": line.ndc_unit}})
+            "value": v(_C.ext_quantity_value, value), "unit": unit, "system": NDC_UNIT_SYSTEM, "code": v(_C.ext_quantity_code, unit)}})
+        sig.append(type(value))
+    else:
+        sig.append(None)
     location = encounter.location
     if location is not None:
-        extensions.append({"url": EXT_LOCATION, "valueReference": reference(location, profile)})
-
+        extensions.append({"url": EXT_LOCATION, "valueReference": _ref(c, location, profile)})
     flags = bill.flags
-    extensions += [{"url": EXT_REVIEW_FLAG, "valueCode": flag} for flag in flags]
-    notes = [{"text": line.reason}]
-    notes += [{"text": f"warning {w.code}: {w.message}"} for w in bill.warnings]
-    notes += [{"text": f"review {code}: {message}"} for code, message in bill.own_flags]
-    coding = [{"system": CODE_SYSTEMS[line.system], "code": line.code}]
+    extensions += [{"url": EXT_REVIEW_FLAG, "valueCode": v(_C.ext_code, flag)} for flag in flags]
+    sig.append(bool(flags))
+    notes = [{"text": v(_C.note, line.reason)}]
+    notes += [{"text": v(_C.note, f"warning {w.code}: {w.message}")} for w in bill.warnings]
+    notes += [{"text": v(_C.note, f"review {code}: {message}")} for code, message in bill.own_flags]
+    coding = [{"system": CODE_SYSTEMS[line.system], "code": v(_C.code_code, line.code)}]
     if row is not None and cdm is not None:
-        coding.append({"system": cdm.system, **({"version": cdm.version} if cdm.version else {}), "code": row.cdm_code,
-                       "display": row.description})
+        cdm_coding = {"system": v(_C.code_system, cdm.system)}
+        if cdm.version:
+            cdm_coding["version"] = v(_C.code_version, cdm.version)
+        cdm_coding["code"], cdm_coding["display"] = v(_C.code_code, row.cdm_code), v(_C.code_display, row.description)
+        coding.append(cdm_coding)
+        sig.append(bool(cdm.version))
+    else:
+        sig.append(None)
     item: dict[str, Any] = {
         "resourceType": "ChargeItem",
-        "id": item_id,
+        "id": v(_C.id, item_id),
         "extension": extensions,
-        "identifier": [{"system": LINE_IDENTIFIER_SYSTEM, "value": item_id}],
+        "identifier": [{"system": LINE_IDENTIFIER_SYSTEM, "value": v(_C.identifier_value, item_id)}],
         "status": "planned" if flags and profile.hold_flagged_lines else "billable",
         "code": {
             "coding": coding,
-            "text": f"{line.code} {line.drug_name}" if line.system == "HCPCS" and line.drug_name else line.code,
+            "text": v(_C.code_text, f"{line.code} {line.drug_name}" if line.system == "HCPCS" and line.drug_name else line.code),
         },
-        "subject": _subject(encounter, profile),
-        "context": reference(encounter.identifier, profile) if encounter.identifier is not None
-        else literal("Encounter", result.encounter_id),
-        "occurrenceDateTime": line.service_date.isoformat(),
-        "quantity": {"value": line.units, "unit": line.unit or "service"},
-        "enterer": {"reference": profile.enterer} if profile.enterer else {"display": ENTERER_DISPLAY},
-        "service": [_service(a, ctx) for a in line.administration_ids],
+        "subject": _subject(c, encounter, profile),
+        "context": _ref(c, encounter.identifier, profile) if encounter.identifier is not None
+        else _ref(c, Ref(resource_type="Encounter", reference=f"Encounter/{result.encounter_id}"), profile),
+        "occurrenceDateTime": v(_C.occurrence, line.service_date.isoformat()),
+        "quantity": {"value": v(_C.quantity_value, line.units), "unit": v(_C.quantity_unit, line.unit or "service")},
+        "enterer": {"reference": v(_C.reference, profile.enterer)} if profile.enterer else {"display": ENTERER_DISPLAY},
+        "service": [_ref(c, _service(a, ctx), profile, listed=True) for a in line.administration_ids],
         "note": notes,
     }
+    sig.append(bool(profile.enterer))
+    sig.append("|")  # the references' kinds follow, in the order they were written
     canonical = definition_canonical(profile, row) if row is not None else None
     if canonical is not None:
-        item["definitionCanonical"] = [canonical]
+        item["definitionCanonical"] = [v(_C.canonical, canonical)]
+    sig.append(canonical is not None)
     performers = list(dict.fromkeys(p for a in line.administration_ids if (e := ctx.events.get(a)) is not None for p in e.performers))
     if performers:
-        item["performer"] = [{"actor": reference(p, profile)} for p in performers]
+        sig.append("performer")
+        item["performer"] = [{"actor": _ref(c, p, profile, listed=True)} for p in performers]
     if encounter.service_provider is not None:
-        item["performingOrganization"] = reference(encounter.service_provider, profile)
+        sig.append("performingOrganization")
+        item["performingOrganization"] = _ref(c, encounter.service_provider, profile)
     cost_center = profile.cost_centers.get(encounter.location_code or "") if profile.cost_centers else None
     if cost_center is not None:
-        item["costCenter"] = {"type": "Organization", "identifier": {"system": profile.cost_center_system, "value": cost_center}}
+        item["costCenter"] = {"type": "Organization", "identifier": {
+            "system": v(_C.identifier_system, profile.cost_center_system), "value": v(_C.identifier_value, cost_center)}}
+    sig.append(cost_center is not None)
     if ctx.entered is not None:
-        item["enteredDate"] = ctx.entered
+        item["enteredDate"] = v(_C.entered, ctx.entered)
+    sig.append(ctx.entered is not None)
     if line.access_site:
         kind, _, name = line.access_site.partition(":")
-        item["bodysite"] = [{"coding": [{"system": ACCESS_SITE_SYSTEM, "code": line.access_site}], "text": f"{kind} {name}"}]
+        item["bodysite"] = [{"coding": [{"system": ACCESS_SITE_SYSTEM, "code": v(_C.coding_code, line.access_site)}],
+                             "text": v(_C.concept_text, f"{kind} {name}")}]
+    sig.append(bool(line.access_site))
     if line.drug_name or line.drug_codings:
-        product: dict[str, Any] = {"text": line.drug_name} if line.drug_name else {}
-        codings = [{"system": c.system, "code": c.code, **({"display": c.display} if c.display else {})} for c in line.drug_codings]
-        if line.ndc and parse_ndc(line.ndc).eleven and not any(c["system"] == NDC_SYSTEM and c["code"] == line.ndc for c in codings):
-            codings.append({"system": NDC_SYSTEM, "code": line.ndc})  # the 11-digit form claims use, beside the NDC as sent
+        product: dict[str, Any] = {"text": v(_C.concept_text, line.drug_name)} if line.drug_name else {}
+        codings = [{"system": v(_C.coding_system, d.system), "code": v(_C.coding_code, d.code),
+                    **({"display": v(_C.coding_display, d.display)} if d.display else {})} for d in line.drug_codings]
+        if line.ndc and parse_ndc(line.ndc).eleven and not any(d["system"] == NDC_SYSTEM and d["code"] == line.ndc for d in codings):
+            codings.append({"system": NDC_SYSTEM, "code": v(_C.coding_code, line.ndc)})  # the 11-digit form claims use
         if codings:
             product["coding"] = codings
         item["productCodeableConcept"] = product
+        sig.append((bool(line.drug_name), *dict.fromkeys("display" in d for d in codings)) if codings else (bool(line.drug_name),))
+    else:
+        sig.append(None)
     if encounter.account is not None:
-        item["account"] = [reference(encounter.account, profile)]
+        sig.append("account")
+        item["account"] = [_ref(c, encounter.account, profile, listed=True)]
     # Validation is the contract: a ChargeItem we could not validate must never be published.
-    _VALIDATOR.validate(item)
+    _VALIDATOR.validate(item, c)
     return item
 
 
-def _subject(encounter: EncounterInfo, profile: Profile) -> dict[str, Any]:
+def _ref(c: Collected, ref: Ref, profile: Profile, listed: bool = False) -> dict[str, Any]:
+    """:func:`reference`, its values registered; its kind (literal or logical) is a token, once
+    per list for the items of a list (a list's structure is that of its distinct items)."""
+    out = reference(ref, profile)
+    token = "literal" if "reference" in out else "logical"
+    if not listed or c.signature[-1:] != [token]:
+        c.signature.append(token)
+    if "reference" in out:
+        c.value(_C.reference, out["reference"])
+    else:
+        c.value(_C.reference_type, out["type"])
+        c.value(_C.identifier_system, out["identifier"]["system"])
+        c.value(_C.identifier_value, out["identifier"]["value"])
+    return out
+
+
+def _subject(c: Collected, encounter: EncounterInfo, profile: Profile) -> dict[str, Any]:
     if encounter.patient is not None:
-        return reference(encounter.patient, profile)
+        return _ref(c, encounter.patient, profile)
     if encounter.patient_id:
-        return literal("Patient", encounter.patient_id)
+        return _ref(c, Ref(resource_type="Patient", reference=f"Patient/{encounter.patient_id}"), profile)
+    c.signature.append("no-patient")
     return {"display": "patient not identified in the feed"}
 
 
-def _service(admin_id: str, ctx: _Context) -> dict[str, Any]:
+def _service(admin_id: str, ctx: _Context) -> Ref:
     event = ctx.events.get(admin_id)
     if event is not None and event.identifier is not None:
-        return reference(event.identifier, ctx.profile)
-    return literal("MedicationAdministration", admin_id)
+        return event.identifier
+    return Ref(resource_type="MedicationAdministration", reference=f"MedicationAdministration/{admin_id}")
 
 
 @dataclass(frozen=True)
@@ -265,10 +320,34 @@ def _line_flags(line: CodedLine, row: CdmItem | None, ctx: _Context) -> list[tup
     return flags
 
 
-# fhir.resources validation, exact, at a fraction of its cost (see mapping/fhir_shapes.py).
+# fhir.resources' verdict from the builder's own signature and values (mapping/built_validation.py).
 # The item is published as built: it is already in the form fhir.resources would write
 # (tests/test_chargeitem_out.py checks the round trip).
-_VALIDATOR = ShapeValidator(ChargeItem)
+_VALIDATOR = BuiltValidator(ChargeItem)
+
+
+class _Checks:
+    """Each variable element's check, as fhir.resources declares it."""
+
+    def __init__(self, validator: BuiltValidator):
+        c = validator.check
+        self.id, self.identifier_value, self.identifier_system = c("id"), c("identifier", "value"), c("identifier", "system")
+        self.ext_string, self.ext_integer, self.ext_code = c("extension", "valueString"), c("extension", "valueInteger"), c("extension", "valueCode")
+        self.ext_coding_code = c("extension", "valueCoding", "code")
+        self.ext_quantity_value, self.ext_quantity_unit = c("extension", "valueQuantity", "value"), c("extension", "valueQuantity", "unit")
+        self.ext_quantity_code = c("extension", "valueQuantity", "code")
+        self.note = c("note", "text")
+        self.code_code, self.code_system = c("code", "coding", "code"), c("code", "coding", "system")
+        self.code_version, self.code_display, self.code_text = c("code", "coding", "version"), c("code", "coding", "display"), c("code", "text")
+        self.reference, self.reference_type = c("subject", "reference"), c("subject", "type")
+        self.occurrence, self.entered = c("occurrenceDateTime"), c("enteredDate")
+        self.quantity_value, self.quantity_unit = c("quantity", "value"), c("quantity", "unit")
+        self.canonical = c("definitionCanonical")
+        self.coding_code, self.coding_system = c("productCodeableConcept", "coding", "code"), c("productCodeableConcept", "coding", "system")
+        self.coding_display, self.concept_text = c("productCodeableConcept", "coding", "display"), c("productCodeableConcept", "text")
+
+
+_C = _Checks(_VALIDATOR)
 
 
 def full_url(item_id: str, base_url: str | None = None) -> str:

@@ -1,5 +1,6 @@
-"""Exact fhir.resources validation at a fraction of its cost, for resources built from a template
-(the ChargeItems published) and for incoming resources (mapping/fhir_in.py).
+"""Exact fhir.resources validation at a fraction of its cost, for incoming resources
+(mapping/fhir_in.py); the published ChargeItems take their checks from here
+(mapping/built_validation.py).
 
 What ``fhir.resources`` checks when it validates a resource splits in two:
 
