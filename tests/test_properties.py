@@ -157,6 +157,19 @@ def test_the_events_reader_refuses_what_the_standard_library_refuses(value):
     assert repr(_read(_loads, value)) == repr(_read(json.loads, value))
 
 
+@given(st.binary(max_size=80) | st.lists(st.sampled_from([b"1234567890", b"123456789", b"9", b"-", b".", b"e", b"\x00", b"\xb9"]),
+                                           max_size=12).map(b"".join))
+@SETTINGS
+def test_a_run_of_19_digits_is_found_as_the_regular_expression_finds_it(value):
+    """The events reader leaves a document with a 19-digit run to the standard library (orjson
+    reads a long integer as a float); the run is found without the regex engine."""
+    import re
+
+    from connectors.codec import has_long_digits
+
+    assert has_long_digits(value) == (re.search(rb"[0-9]{19}", value) is not None)
+
+
 @SETTINGS
 @given(encounter_events(), st.data())
 def test_deleting_one_administration_never_moves_a_line_id_to_another_service(events, data) -> None:
