@@ -2,8 +2,8 @@
 
 units = total dose that day / HCPCS billing unit, rounded up.  Where the line has an NDC and the
 formulary its package unit, the line carries the NDC quantity (:func:`_ndc_quantities`); a line
-whose administrations name different NDCs reports the first, without a quantity (``mixed-ndc``).  Single-dose containers carry
-JW (a separate line for the documented discarded amount) or JZ (nothing discarded) when the
+whose administrations name different NDCs reports the first, without a quantity (``mixed-ndc``).
+Single-dose containers carry JW (a separate line for the documented discarded amount) or JZ (nothing discarded) when the
 profile asks for it (Medicare since July 2023).  Route and payer drug modifiers come from the
 profile.
 """
@@ -19,8 +19,7 @@ from zoneinfo import ZoneInfo
 
 from coding_core.classify import Classified, Note, dose_in
 from coding_core.formulary import NDC_SYSTEM
-from coding_core.ndc import NdcUnit
-from coding_core.ndc import normalize_ndc
+from coding_core.ndc import NdcUnit, normalize_ndc
 from coding_core.model import CodedLine, coded_line
 from coding_core.profile import Profile
 from coding_core.rules import UNCLASSIFIED_DRUG_HCPCS
@@ -130,11 +129,7 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
         if total > 0:
             per_unit = total / bu
             units = max(1, int(per_unit.to_integral_value(rounding=ROUND_CEILING)))  # _ceil, inlined
-            bu_text = _BU_TEXT.get(bu)
-            if bu_text is None:
-                bu_text = _fmt(bu)
-                if len(_BU_TEXT) < 1024:
-                    _BU_TEXT[bu] = bu_text
+            bu_text = _bu_text(bu)
             # ``{d.normalize():f}`` is ``_fmt(d)``, inlined (hot)
             reason = f"{name}: {total.normalize():f} {bu_unit} / {bu_text} {bu_unit} per unit = {per_unit.normalize():f} -> {units} unit(s), rounded up"
             if jw_jz and entry.single_dose:
@@ -150,7 +145,7 @@ def drug_lines(classified: list[Classified], profile: Profile, tz: ZoneInfo,
         else:
             units = 1
             reason = f"{name}: dose unknown, 1 unit billed conservatively"
-        unit_text = _unit_text(bu, bu_unit)
+        unit_text = f"{_bu_text(bu)} {bu_unit}"  # ChargeItem.quantity.unit: "10 mg", "250 mL"
         package = entry.ndc_unit_for(ndc) if ndc and len(ndcs) == 1 else None
         if len(ndcs) > 1:
             notes.append(Note("mixed-ndc", f"{name} {hcpcs} on {day.isoformat()}: {len(ndcs)} different NDCs on one line; "
@@ -171,17 +166,16 @@ _ZERO = Decimal(0)
 _BU_TEXT: dict[Decimal, str] = {}
 
 
-_UNIT_TEXT: dict[tuple[Decimal, str], str] = {}
 _THOUSANDTH = Decimal("0.001")
 
 
-def _unit_text(bu: Decimal, bu_unit: str) -> str:
-    """The HCPCS billing unit as ChargeItem.quantity.unit says it: "10 mg", "250 mL"."""
-    text = _UNIT_TEXT.get((bu, bu_unit))
+def _bu_text(bu: Decimal) -> str:
+    """``_fmt`` of a billing-unit value, remembered (a formulary has a few dozen)."""
+    text = _BU_TEXT.get(bu)
     if text is None:
-        text = f"{_fmt(bu)} {bu_unit}"
-        if len(_UNIT_TEXT) < 1024:
-            _UNIT_TEXT[bu, bu_unit] = text
+        text = _fmt(bu)
+        if len(_BU_TEXT) < 1024:
+            _BU_TEXT[bu] = text
     return text
 
 

@@ -39,9 +39,9 @@ from coding_core.profile import CdmItem, Profile
 from coding_core.revenue_codes import revenue_code
 from mapping.chargemaster import definition_canonical
 from mapping.references_out import reference
-from mapping.built_validation import BuiltValidator, Check, Collected
+from mapping.built_validation import BuiltValidator, Collected
+from mapping.vocabulary import CPT_SYSTEM
 
-CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
 CODE_SYSTEMS = {"CPT": CPT_SYSTEM, "HCPCS": HCPCS_SYSTEM}
 _DEFAULT_PROFILE = Profile()
 EXT_BASE = "https://infusion-charges.dev/fhir/StructureDefinition/"
@@ -97,7 +97,7 @@ def to_charge_items(result: CodingResult, encounter: EncounterInfo, profile: Pro
     profile = profile or _DEFAULT_PROFILE
     by_id = {e.id: e for e in events}
     entered = entered or entered_date(encounter, by_id.values())
-    context = _Context(profile, encounter, by_id, entered.isoformat() if entered is not None else None)
+    context = _context(profile, encounter, by_id, entered.isoformat() if entered is not None else None)
     return [_charge_item(item_id, line, result, context)
             for line, item_id in zip(result.lines, charge_item_ids(result.encounter_id, result.lines), strict=True)]
 
@@ -119,6 +119,12 @@ class _Context:
     encounter: EncounterInfo
     events: Mapping[str, AdministrationEvent]
     entered: str | None
+    cost_center: str | None  # the profile's cost centre for the encounter's location
+
+
+def _context(profile: Profile, encounter: EncounterInfo, events: Mapping[str, AdministrationEvent], entered: str | None) -> _Context:
+    cost_center = profile.cost_centers.get(encounter.location_code or "") if profile.cost_centers else None
+    return _Context(profile, encounter, events, entered, cost_center)
 
 
 def _charge_item(item_id: str, line: CodedLine, result: CodingResult, ctx: _Context) -> dict[str, Any]:
@@ -126,11 +132,7 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, ctx: _Cont
     varies goes through ``c.value`` with its element's check (mapping/built_validation.py)."""
     profile, encounter = ctx.profile, ctx.encounter
     c = Collected()
-    sig, values = c.signature, c.values
-
-    def v(check: Check, value: Any) -> Any:  # c.value, without the method lookup (hot)
-        values.append((check, value))
-        return value
+    sig, v = c.signature, c.value
 
     modifier_system = CODE_SYSTEMS[line.system]
     extensions: list[dict[str, Any]] = [
@@ -208,7 +210,7 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, ctx: _Cont
     if encounter.service_provider is not None:
         sig.append("performingOrganization")
         item["performingOrganization"] = _ref(c, encounter.service_provider, profile)
-    cost_center = profile.cost_centers.get(encounter.location_code or "") if profile.cost_centers else None
+    cost_center = ctx.cost_center
     if cost_center is not None:
         item["costCenter"] = {"type": "Organization", "identifier": {
             "system": v(_C.identifier_system, profile.cost_center_system), "value": v(_C.identifier_value, cost_center)}}
@@ -298,7 +300,7 @@ def billing(line: CodedLine, result: CodingResult, ctx: _Context) -> Billing:
 def billing_of(result: CodingResult, encounter: EncounterInfo, profile: Profile | None = None,
                events: Iterable[AdministrationEvent] = ()) -> list[Billing]:
     """Each line's :class:`Billing`, as :func:`to_charge_items` publishes it."""
-    ctx = _Context(profile or _DEFAULT_PROFILE, encounter, {e.id: e for e in events}, None)
+    ctx = _context(profile or _DEFAULT_PROFILE, encounter, {e.id: e for e in events}, None)
     return [billing(line, result, ctx) for line in result.lines]
 
 
@@ -314,7 +316,7 @@ def _line_flags(line: CodedLine, row: CdmItem | None, ctx: _Context) -> list[tup
         elif line.ndc is not None and line.ndc_quantity is None and line.rule != "drug.unclassified":
             flags.append(("no-ndc-quantity", f"NDC of {line.code}: no NDC quantity (the formulary gives no package unit for it, "
                                              "its administrations name different NDCs, or the dose is unknown)"))
-    if profile.cost_centers and profile.cost_centers.get(ctx.encounter.location_code or "") is None:
+    if profile.cost_centers and ctx.cost_center is None:
         flags.append(("no-cost-center", "the encounter's location maps to no cost centre in the profile"
                       if ctx.encounter.location_code else "the encounter names no location: no cost centre"))
     return flags

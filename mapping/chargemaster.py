@@ -31,14 +31,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from coding_core.formulary import HCPCS_SYSTEM
 from coding_core.profile import CdmItem, Profile
 from mapping.errors import summarize_validation_errors
+from mapping.vocabulary import CPT_SYSTEM
 
 COLUMNS = ("code", "modifiers", "cdm_code", "description", "revenue_code", "unit_price")
 REQUIRED = ("code", "cdm_code", "description")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
-HCPCS_SYSTEM = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 
 
 class ChargemasterError(ValueError):
@@ -136,11 +136,11 @@ def definitions_bundle(profile: Profile) -> dict[str, Any]:
     cdm = profile.chargemaster
     if cdm is None:
         raise ChargemasterError("the profile has no chargemaster")
+    base = definition_base(profile)
     entries = []
     for item in _priced(cdm.items):
-        did = definition_id(item, cdm.version)
-        base = definition_base(profile)
         assert base is not None  # the profile refuses priced rows without one
+        did = definition_id(item, cdm.version)
         resource: dict[str, Any] = {
             "resourceType": "ChargeItemDefinition",
             "id": did,

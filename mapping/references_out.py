@@ -41,7 +41,3 @@ def reference(ref: Ref, profile: Profile) -> dict[str, Any]:
         return {"reference": ref.reference}
     system = ref.system or identifier_system(ref.resource_type, ref.authority, profile)
     return {"type": ref.resource_type, "identifier": {"system": system, "value": ref.value}}
-
-
-def literal(resource_type: str, rid: str) -> dict[str, Any]:
-    return {"reference": f"{resource_type}/{rid}"}
