@@ -18,9 +18,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-NDC_UNIT_QUALIFIERS = ("UN", "ML", "GR", "F2", "ME")  # claims' NDC unit of measure: unit, mL, gram, international unit, mg
-
-
 class NdcUnit(BaseModel):
     """How an NDC is counted on a claim: the unit qualifier and how much of the drug one such
     unit holds, in the formulary entry's billing-unit measure (rituximab 10 mg/mL: ``ML``, 10

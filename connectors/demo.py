@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from connectors.broker import embedded_broker
 from connectors.settings import Settings, Topics
 from connectors.worker import Worker
+from mapping.chargeitem_out import EXT_MODIFIER, EXT_REVENUE, EXT_REVIEW_FLAG
 from mapping.hl7_er7 import split_messages
 from mapping.reference_data import formulary_for, load_formulary, load_profile
 
@@ -30,7 +31,6 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PROFILE = SAMPLES / "profile-billing.yaml"
 OUTPUT = Path("demo-charges.json")
 COLUMNS = ("code", "units", "modifiers", "date", "status", "revenue", "cdm", "review flags", "id")
-_EXT = "https://infusion-charges.dev/fhir/StructureDefinition/"
 
 
 def summary(bundle: dict) -> list[str]:
@@ -42,11 +42,11 @@ def summary(bundle: dict) -> list[str]:
         codes = [c["code"] for c in item["code"]["coding"]]
         rows.append((
             codes[0], str(item["quantity"]["value"]),
-            ",".join(e["valueCoding"]["code"] for e in ext if e["url"] == _EXT + "chargeitem-modifier") or "-",
+            ",".join(e["valueCoding"]["code"] for e in ext if e["url"] == EXT_MODIFIER) or "-",
             item["occurrenceDateTime"], item["status"],
-            next((e["valueCoding"]["code"] for e in ext if e["url"] == _EXT + "revenue-code"), "-"),
+            next((e["valueCoding"]["code"] for e in ext if e["url"] == EXT_REVENUE), "-"),
             codes[1] if len(codes) > 1 else "-",
-            ",".join(e["valueCode"] for e in ext if e["url"] == _EXT + "review-flag") or "-",
+            ",".join(e["valueCode"] for e in ext if e["url"] == EXT_REVIEW_FLAG) or "-",
             item["id"],
         ))
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(COLUMNS)]
