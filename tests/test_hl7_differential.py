@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mapping.errors import MappingError
-from mapping.hl7_er7 import read_segments, split_messages
+from mapping.hl7_er7 import DEFAULT_ENCODING, Segment, read_segments, split_messages
 from mapping.hl7_in import extract, map_message
 from mapping.hl7_reference import read_segments_reference
 from tests.hl7_builders import message, msh, orc, pid, pv1, rxa, rxr, segment
@@ -98,6 +98,21 @@ def ras_messages(draw) -> str:
 @given(ras_messages())
 def test_generated_messages_read_the_same(text):
     same_values(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["RXA", "PID", "MSH"]),
+       st.lists(st.sampled_from(["|", "^", "~", "&", '""', ' ""', "\\F\\", "\\", "A", " B1 ", "."]), max_size=24).map("".join),
+       st.lists(st.tuples(st.integers(1, 8), st.integers(1, 4)), min_size=1, max_size=8))
+def test_read_many_is_get_of_each_value(name, text, reads):
+    """The batch read (with its shortcut for segments holding no escape or sub-component
+    character) gives what reading each value on its own gives, stripped (MSH-1 and MSH-2, the
+    encoding characters, are read with ``get`` only)."""
+    reads = [(f, c) for f, c in reads if name != "MSH" or f > 2]
+    segment = Segment(name + "|" + text, DEFAULT_ENCODING)
+    named = [(f"r{i}", f, c) for i, (f, c) in enumerate(reads)]
+    expected = {n: Segment(name + "|" + text, DEFAULT_ENCODING).get(f, c).strip() for n, f, c in named}
+    assert segment.read_many(named) == expected
 
 
 # --- fuzz: only MappingError escapes ---------------------------------------------------------
