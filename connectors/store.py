@@ -66,6 +66,10 @@ class PartitionStore:
         self._db.executescript(SCHEMA)
         self._memory: dict[str, EncounterState] = {}
         self._dirty: dict[str, EncounterState | None] = {}
+        # Keys whose state came into memory or changed since the last eviction: the only ones
+        # that can have left "open" (a state changes standing only through put or keep), so
+        # eviction looks at these, not at every open encounter held.
+        self._touched: set[str] = set()
 
     # --- the checkpointed changelog position ------------------------------------------
 
@@ -89,6 +93,7 @@ class PartitionStore:
             state = self.last_written(key)
             if state is not None:
                 self._memory[key] = state  # until the next checkpoint, unless it stays open
+                self._touched.add(key)
         return state
 
     def last_written(self, key: str) -> EncounterState | None:
@@ -100,10 +105,12 @@ class PartitionStore:
         """``state`` changed: written to the changelog at the next checkpoint."""
         self._memory[key] = state
         self._dirty[key] = state
+        self._touched.add(key)
 
     def keep(self, key: str, state: EncounterState) -> None:
         """``state`` in memory in place of the one held, without marking it changed."""
         self._memory[key] = state
+        self._touched.add(key)
 
     def delete(self, key: str) -> None:
         self._memory.pop(key, None)
@@ -181,13 +188,22 @@ class PartitionStore:
             raise
 
     def evict(self) -> None:
-        for key, state in list(self._memory.items()):
-            if key not in self._dirty and state.standing != "open":
+        """Memory lets go of the states neither open nor changed since the last checkpoint."""
+        still_dirty = set()
+        for key in self._touched:
+            state = self._memory.get(key)
+            if state is None:
+                continue
+            if key in self._dirty:
+                still_dirty.add(key)  # looked at again once written
+            elif state.standing != "open":
                 del self._memory[key]
+        self._touched = still_dirty
 
     def load_open(self) -> int:
         """After recovery: every open encounter into memory.  Returns how many."""
         self._memory.clear()
+        self._touched.clear()
         for key, value in self._db.execute("SELECT key, value FROM state WHERE standing = 'open'"):
             self._memory[key] = EncounterState.from_bytes(value)
         return len(self._memory)
@@ -196,6 +212,7 @@ class PartitionStore:
         """A rewind: what memory holds past the last checkpoint is dropped."""
         self._memory.clear()
         self._dirty.clear()
+        self._touched.clear()
 
     def close(self) -> None:
         self._db.close()

@@ -18,7 +18,7 @@ from connectors.settings import Settings
 from connectors.state import EncounterState
 from connectors.store import PartitionStore, Row
 from connectors.topics import TopicInfo, topics_to_create, verify
-from tests.test_state import FORMULARY, PROFILE, MIN, chemo, encounter
+from tests.test_state import FORMULARY, PROFILE, MIN, chemo, encounter, fhir
 
 
 def _closed() -> EncounterState:
@@ -63,6 +63,31 @@ def test_a_changed_state_stays_in_memory_until_written(tmp_path):
     store.put("e-1", _closed())
     store.evict()
     assert [k for k, _ in store.in_memory()] == ["e-1"]  # dirty: not written yet
+
+
+def test_eviction_looks_at_what_came_into_memory_or_changed_since_the_last_checkpoint(tmp_path):
+    """A closed state read back for a late record, a state closed after it was written once, and
+    one still changing at a checkpoint: each leaves memory at the first checkpoint after it is
+    written and unchanged; open ones stay."""
+    store = PartitionStore(tmp_path / "0.sqlite3", 0)
+    store.put("e-1", _closed())
+    store.put("e-2", _open())
+    store.put("e-3", _open("e-3"))
+    store.save([_row(k, s) for k, s in store.take_dirty().items()], next_offset=3)
+    assert sorted(k for k, _ in store.in_memory()) == ["e-2", "e-3"]
+
+    assert store.get("e-1") is not None  # read back from disk (a late record, a recode)
+    closing = store.get("e-3")
+    closing.apply(fhir({"resourceType": "Encounter", "id": "e-3", "status": "finished", "class": {"code": "AMB"}}), 3 * MIN)
+    assert closing.standing == "closed"
+    store.put("e-3", closing)
+    dirty = store.take_dirty()
+    store.put("e-3", closing)  # changed again while the checkpoint is under way
+    store.save([_row(k, s) for k, s in dirty.items()], next_offset=4)
+    assert sorted(k for k, _ in store.in_memory()) == ["e-2", "e-3"]  # e-1 gone; e-3 not written since its last change
+
+    store.save([_row(k, s) for k, s in store.take_dirty().items()], next_offset=5)
+    assert [k for k, _ in store.in_memory()] == ["e-2"]
 
 
 def test_restored_rows_and_tombstones_and_the_offset_commit_together(tmp_path):
