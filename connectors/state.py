@@ -156,8 +156,8 @@ class EncounterState(BaseModel):
         """Has an outpatient encounter's feed been silent for ``idle_close_ms``?  The worker
         then sends an idle-close event through the events topic (see :meth:`idle_close`), so
         the close takes its place in the encounter's history and a replay decides the same."""
-        if self.retired or self.blocked is not None or self.lifecycle is not Lifecycle.OPEN \
-                or now_ms - self.last_record_ms < idle_close_ms:
+        if now_ms - self.last_record_ms < idle_close_ms or self.retired or self.blocked is not None \
+                or self.lifecycle is not Lifecycle.OPEN:  # the time first: asked of every open encounter every second
             return False
         record = self._encounter_record()
         return record is None or record.encounter_class is not EncounterClass.INPATIENT  # inpatients wait for discharge
