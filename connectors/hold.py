@@ -9,12 +9,14 @@ coded from the events topic stays deterministic.
 A partition read to its end vouches for what reached the broker before its end was asked for,
 less a grace for what producers stamped earlier but the broker held only later (their linger,
 the network, clock skew): ``hold_grace_ms``.  With ``measured`` (setting
-``hold_grace_measured``) the grace is the longest delay seen in the last :data:`LAG_WINDOW_S`
-seconds from an input record's timestamp to the worker reading it, at most ``hold_grace_ms``
-(and ``hold_grace_ms`` while nothing has been read in the window).  That delay includes the
-broker's append and the fetch, so it bounds the producer's share from above.  A record delayed
-more than the grace releases its close early: the encounter is coded without it and coded
-again when it arrives (an extra revision, never a lost charge).
+``hold_grace_measured``) the grace is that lateness as observed: a record read at an offset the
+partition's end had not reached when it was asked for at time E, stamped before E, was late by
+at least E minus its timestamp.  The grace is the largest such lateness of the last
+:data:`LAG_WINDOW_S` seconds, at most ``hold_grace_ms``; it is ``hold_grace_ms`` while no end
+was asked for in the window, and for the first ``hold_grace_ms`` of asking after such a quiet
+window (a record late by less than that has shown itself by then).  A record later than the grace releases its close early: the
+encounter is coded without it and coded again when it arrives (an extra revision, never a lost
+charge).
 
 A held update's offset is a floor for its partition's commit: after a crash or a rebalance
 it is read again (see :meth:`CloseHold.floors`).
@@ -34,7 +36,7 @@ from mapping.collector import Mapped
 # While encounter updates are held, input partitions' end offsets are asked for at most this
 # often (one small broker request); a held close waits on average half of it.
 ENDS_REFRESH_MS = 25
-LAG_WINDOW_S = 10  # the measured grace is the longest read delay of the last this many seconds
+LAG_WINDOW_S = 10  # the measured grace is the largest lateness of the last this many seconds
 
 
 @dataclass(frozen=True)
@@ -53,32 +55,63 @@ class CloseHold:
         self._input_time: dict[TopicPartition, int] = {}  # timestamp of the last record read
         self._ends: dict[TopicPartition, int] = {}  # input partitions' end offsets, as of _ends_at
         self._ends_at = self._ends_next = float("-inf")
-        self._lags: deque[list[int]] = deque()  # [second, longest read delay (ms) in it], oldest first
+        # Measured grace: per partition, (end offset, when it was answered (ms)) of the end
+        # queries of the window, ends ascending; and per second of the window the largest
+        # lateness observed (ms), oldest first.
+        self._asked: dict[TopicPartition, deque[tuple[int, float]]] = {}
+        self._late: deque[list[int]] = deque()
+        self._asked_last = float("-inf")  # when an end was last asked for (ms)
+        self._observing_since = float("inf")  # since when ends have been asked for without a quiet window (ms)
 
-    def read(self, tp: TopicPartition, timestamp: int) -> None:
-        """An input record of ``tp`` with this timestamp was read."""
+    def read(self, tp: TopicPartition, offset: int, timestamp: int) -> None:
+        """An input record of ``tp`` at ``offset`` with this timestamp was read."""
         self._input_time[tp] = timestamp
         if not self.measured:
             return
-        now_ms = int(self.clock() * 1000)
-        lag, second = now_ms - timestamp, now_ms // 1000
-        lags = self._lags
-        if lags and lags[-1][0] == second:
-            if lag > lags[-1][1]:
-                lags[-1][1] = lag
+        asked = self._asked.get(tp)
+        if not asked:
+            return
+        while len(asked) > 1 and asked[1][0] <= offset:
+            asked.popleft()  # a later query the record was not in either says more
+        end, at = asked[0]
+        if end <= offset and timestamp < at:  # stamped before the query, not in the log then
+            self._observe(int(at - timestamp))
+
+    def _observe(self, lateness: int) -> None:
+        second = int(self.clock())
+        late = self._late
+        if late and late[-1][0] == second:
+            late[-1][1] = max(late[-1][1], lateness)
         else:
-            lags.append([second, lag])
-            while lags[0][0] <= second - LAG_WINDOW_S:
-                lags.popleft()
+            late.append([second, lateness])
+            while late[0][0] <= second - LAG_WINDOW_S:
+                late.popleft()
+
+    def _asked_now(self, ends: dict[TopicPartition, int], at: float) -> None:
+        if at - self._asked_last > LAG_WINDOW_S * 1000:
+            self._observing_since = at  # after a quiet window: lateness is unknown again
+        self._asked_last = at
+        for tp, end in ends.items():
+            asked = self._asked.setdefault(tp, deque())
+            if asked and asked[-1][0] > end:
+                asked.clear()  # the log was truncated (a topic deleted and created again): start over
+            if asked and asked[-1][0] == end:
+                asked[-1] = (end, at)  # the end has not moved: the newer time says more
+            else:
+                asked.append((end, at))
+            while asked and asked[0][1] < at - LAG_WINDOW_S * 1000:
+                asked.popleft()
 
     def grace(self) -> int:
-        """The grace in use (ms): ``grace_ms``, or, measured, the longest read delay of the
-        window, at most ``grace_ms``."""
+        """The grace in use (ms): ``grace_ms``, or, measured, the largest lateness observed in
+        the window, at most ``grace_ms`` (``grace_ms`` while no end was asked for in it)."""
         if not self.measured:
             return self.grace_ms
         now_s = self.clock()
-        recent = [lag for second, lag in self._lags if second > now_s - LAG_WINDOW_S]
-        return min(self.grace_ms, max(0, max(recent))) if recent else self.grace_ms
+        if self._asked_last < (now_s - LAG_WINDOW_S) * 1000 or now_s * 1000 - self._observing_since < self.grace_ms:
+            return self.grace_ms  # nothing observed lately, or not for as long as the setting: the setting
+        recent = [lateness for second, lateness in self._late if second > now_s - LAG_WINDOW_S]
+        return min(self.grace_ms, max(recent, default=0))
 
     def hold(self, tp: TopicPartition, offset: int, timestamp: int, mapped: Mapped) -> None:
         now = self.clock()
@@ -97,6 +130,8 @@ class CloseHold:
         now = self.clock() * 1000
         if now >= self._ends_next:
             self._ends, self._ends_at, self._ends_next = consumer.end_offsets(partitions), now, now + ENDS_REFRESH_MS
+            if self.measured:  # a record not in these ends was not in the log when they were answered
+                self._asked_now(self._ends, self.clock() * 1000)
         grace = self.grace()
         self.metrics.hold_grace_seconds.set(grace / 1000)
         settled = self._ends_at - grace  # what producers stamped before this reached the broker by _ends_at
@@ -131,6 +166,7 @@ class CloseHold:
         for tp in gone:
             self._input_time.pop(tp, None)
             self._ends.pop(tp, None)
+            self._asked.pop(tp, None)
 
     def __len__(self) -> int:
         return len(self._held)

@@ -56,7 +56,7 @@ class Intake:
             self.dead_letters.send(record, type(e).__name__, "unexpected error while mapping")
             return
         tp = TopicPartition(record.topic, record.partition)
-        self.hold.read(tp, record.timestamp)
+        self.hold.read(tp, record.offset, record.timestamp)
         for mapped in routed.records:
             if mapped.kind == "encounter":
                 self.hold.hold(tp, record.offset, record.timestamp, mapped)

@@ -137,9 +137,11 @@ class Settings(BaseSettings):
     # on quiet partitions.  A record later than this is not lost: it re-codes its encounter
     # and the charges are corrected in a new revision.
     hold_grace_ms: int = Field(default=100, ge=0)
-    # Measure the grace instead: the longest delay of the last 10 s from an input record's
-    # timestamp to the worker reading it, at most hold_grace_ms (see connectors/hold.py).
-    hold_grace_measured: bool = False
+    # Measure the grace, at most hold_grace_ms: the largest lateness of the last 10 s (a
+    # record stamped before an end-offset query that did not yet hold it); hold_grace_ms after
+    # a quiet spell, until the hold has watched for that long (see connectors/hold.py).
+    # false: always hold_grace_ms.
+    hold_grace_measured: bool = True
     # Longest a fetch waits for data on the broker.  Kafka answers a parked fetch as soon as
     # data arrives, but tansu (the embedded broker) waits the whole time, and every hop of
     # the pipeline (input, events) pays it at light load (docs/performance.md, close-to-charge).

@@ -84,11 +84,11 @@ def test_the_hold_releases_an_update_once_every_input_partition_is_read_past_it(
     a, b = TopicPartition("in.a", 0), TopicPartition("in.b", 0)
     hold = CloseHold(0, lambda: 100.0, metrics)
     close = map_resource({"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}})
-    hold.read(a, 5_000)
+    hold.read(a, 6, 5_000)
     hold.hold(a, 7, 5_000, close)
     consumer = FakeConsumer(ends={a: 10, b: 3}, positions={a: 10, b: 1})  # b not read to its end
     assert hold.release(consumer, [a, b]) == [] and hold.floors() == {a: 7}
-    hold.read(b, 5_001)  # b's records are past the close's time now
+    hold.read(b, 1, 5_001)  # b's records are past the close's time now
     hold._ends_next = float("-inf")
     assert hold.release(consumer, [a, b]) == [close] and hold.floors() == {}
 
@@ -101,22 +101,44 @@ class Clock:
         return self.now
 
 
-def test_a_measured_grace_is_the_longest_recent_read_delay_at_most_the_setting():
-    clock, a = Clock(1_000.0), TopicPartition("in.a", 0)
+def test_a_measured_grace_is_the_largest_recent_lateness_at_most_the_setting():
+    """Lateness: a record the partition's end had not reached when it was asked for, stamped
+    before that."""
+    clock, a, b = Clock(1_000.0), TopicPartition("in.a", 0), TopicPartition("in.b", 0)
     fixed, measured = CloseHold(100, clock, Metrics()), CloseHold(100, clock, Metrics(), measured=True)
-    assert fixed.grace() == measured.grace() == 100  # nothing read yet: the setting
+    consumer = FakeConsumer(ends={a: 10, b: 4}, positions={a: 10, b: 4})
+    close = map_resource({"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}})
+    assert fixed.grace() == measured.grace() == 100  # no end asked for yet: the setting
     for hold in (fixed, measured):
-        hold.read(a, 999_970)  # read 30 ms after it was stamped
-        hold.read(a, 999_988)
+        hold.read(a, 9, 999_000)
+        hold.hold(a, 9, 999_000, close)
+        hold.release(consumer, [a, b])  # ends asked for at 1000.000 s: a at 10, b at 4
+    assert measured.grace() == 100  # asked for only just now: a late record may not have shown itself yet
+    clock.now = 1_000.2
+    assert fixed.grace() == 100 and measured.grace() == 0  # asking for longer than the setting, nothing late
+    for hold in (fixed, measured):
+        hold.read(a, 9, 999_900)  # in the log when the end was asked for: not late
+        hold.read(a, 10, 1_000_050)  # stamped after the query
+        hold.read(b, 4, 999_970)  # stamped 30 ms before the query, not in the log then
     assert fixed.grace() == 100 and measured.grace() == 30
+    measured.read(b, 5, 999_990)  # later in the log, stamped later: less late
+    assert measured.grace() == 30
     clock.now = 1_004.0
-    measured.read(a, 1_003_500)  # a 500 ms delay: capped by the setting
+    measured.hold(a, 11, 1_003_000, close)
+    measured._ends_next = float("-inf")
+    measured.release(FakeConsumer(ends={a: 12, b: 6}, positions={a: 12, b: 6}), [a, b])  # asked at 1004.000 s
+    measured.read(b, 6, 1_003_500)  # 500 ms late: capped by the setting
     assert measured.grace() == 100
-    clock.now = 1_015.0  # the window has passed: nothing read in it
+    clock.now = 1_015.0  # the window has passed: no end asked for in it
     assert measured.grace() == 100
-    measured.read(a, 1_014_995)
+    measured._ends_next = float("-inf")
+    measured.hold(a, 12, 1_014_000, close)
+    measured.release(FakeConsumer(ends={a: 13, b: 7}, positions={a: 13, b: 7}), [a, b])  # asked at 1015.000 s
+    measured.read(b, 7, 1_014_995)
+    assert measured.grace() == 100  # asking again after a quiet window: the setting at first
+    clock.now = 1_015.2
     assert measured.grace() == 5
-    measured.read(a, 1_015_010)  # a producer clock ahead of the worker's: no negative grace
+    measured.read(b, 8, 1_015_010)  # a producer clock ahead of the worker's: never a negative grace
     assert measured.grace() == 5
 
 
