@@ -118,7 +118,7 @@ def two_hop_passthrough(bootstrap: str, messages: list[Message], keys: list[byte
     partitions = [TopicPartition(t, p) for t in (src, mid) for p in sorted(consumer.partitions_for_topic(t) or {0})]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=Settings.model_fields["linger_ms"].default, batch_size=512 * 1024)
     done, start = 0, time.perf_counter()
     while done < len(messages):
         outgoing: dict[bytes, list[bytes]] = {}
