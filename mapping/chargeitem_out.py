@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -97,7 +97,7 @@ def to_charge_items(result: CodingResult, encounter: EncounterInfo, profile: Pro
     profile = profile or _DEFAULT_PROFILE
     by_id = {e.id: e for e in events}
     entered = entered or entered_date(encounter, by_id.values())
-    context = _context(profile, encounter, by_id, entered.isoformat() if entered is not None else None)
+    context = _context(profile, encounter, by_id, entered.isoformat() if entered is not None else None, result.encounter_id)
     return [_charge_item(item_id, line, result, context)
             for line, item_id in zip(result.lines, charge_item_ids(result.encounter_id, result.lines), strict=True)]
 
@@ -120,11 +120,22 @@ class _Context:
     events: Mapping[str, AdministrationEvent]
     entered: str | None
     cost_center: str | None  # the profile's cost centre for the encounter's location
+    # The references every line repeats, made once per encounter (a Ref is a pydantic model):
+    # the encounter as ChargeItem.context names it, the patient as subject names it (None:
+    # not identified), and each administration as service names it (filled as lines need them).
+    context_ref: Ref | None = None
+    subject_ref: Ref | None = None
+    services: dict[str, Ref] = field(default_factory=dict)
 
 
-def _context(profile: Profile, encounter: EncounterInfo, events: Mapping[str, AdministrationEvent], entered: str | None) -> _Context:
+def _context(profile: Profile, encounter: EncounterInfo, events: Mapping[str, AdministrationEvent], entered: str | None,
+             encounter_id: str | None = None) -> _Context:
     cost_center = profile.cost_centers.get(encounter.location_code or "") if profile.cost_centers else None
-    return _Context(profile, encounter, events, entered, cost_center)
+    context_ref = encounter.identifier if encounter.identifier is not None else (
+        Ref(resource_type="Encounter", reference=f"Encounter/{encounter_id}") if encounter_id is not None else None)
+    subject_ref = encounter.patient if encounter.patient is not None else (
+        Ref(resource_type="Patient", reference=f"Patient/{encounter.patient_id}") if encounter.patient_id else None)
+    return _Context(profile, encounter, events, entered, cost_center, context_ref, subject_ref)
 
 
 def _charge_item(item_id: str, line: CodedLine, result: CodingResult, ctx: _Context) -> dict[str, Any]:
@@ -188,9 +199,8 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, ctx: _Cont
             "coding": coding,
             "text": v(_C.code_text, f"{line.code} {line.drug_name}" if line.system == "HCPCS" and line.drug_name else line.code),
         },
-        "subject": _subject(c, encounter, profile),
-        "context": _ref(c, encounter.identifier, profile) if encounter.identifier is not None
-        else _ref(c, Ref(resource_type="Encounter", reference=f"Encounter/{result.encounter_id}"), profile),
+        "subject": _subject(c, ctx.subject_ref, profile),
+        "context": _ref(c, ctx.context_ref, profile),  # type: ignore[arg-type]  # set: to_charge_items passes the encounter id
         "occurrenceDateTime": v(_C.occurrence, line.service_date.isoformat()),
         "quantity": {"value": v(_C.quantity_value, line.units), "unit": v(_C.quantity_unit, line.unit or "service")},
         "enterer": {"reference": v(_C.reference, profile.enterer)} if profile.enterer else {"display": ENTERER_DISPLAY},
@@ -259,20 +269,20 @@ def _ref(c: Collected, ref: Ref, profile: Profile, listed: bool = False) -> dict
     return out
 
 
-def _subject(c: Collected, encounter: EncounterInfo, profile: Profile) -> dict[str, Any]:
-    if encounter.patient is not None:
-        return _ref(c, encounter.patient, profile)
-    if encounter.patient_id:
-        return _ref(c, Ref(resource_type="Patient", reference=f"Patient/{encounter.patient_id}"), profile)
+def _subject(c: Collected, patient: Ref | None, profile: Profile) -> dict[str, Any]:
+    if patient is not None:
+        return _ref(c, patient, profile)
     c.signature.append("no-patient")
     return {"display": "patient not identified in the feed"}
 
 
 def _service(admin_id: str, ctx: _Context) -> Ref:
-    event = ctx.events.get(admin_id)
-    if event is not None and event.identifier is not None:
-        return event.identifier
-    return Ref(resource_type="MedicationAdministration", reference=f"MedicationAdministration/{admin_id}")
+    ref = ctx.services.get(admin_id)
+    if ref is None:
+        event = ctx.events.get(admin_id)
+        ref = ctx.services[admin_id] = event.identifier if event is not None and event.identifier is not None \
+            else Ref(resource_type="MedicationAdministration", reference=f"MedicationAdministration/{admin_id}")
+    return ref
 
 
 @dataclass(frozen=True)
