@@ -59,7 +59,7 @@ def build(n: int, close: bool) -> dict[str, EncounterState]:
             continue
         for doc in [m.to_json() for m in route_fhir(value, TZ).records]:
             mapped = Mapped.from_json(doc)
-            state = states.setdefault(mapped.key(), EncounterState(encounter_id=mapped.key()))
+            state = states.get(mapped.key()) or states.setdefault(mapped.key(), EncounterState(encounter_id=mapped.key()))
             state.apply(mapped, t, as_json=doc)
             if state.due():
                 state.code(formulary, profile)

@@ -45,7 +45,7 @@ def one_pass(messages, router, tz, formulary, profile) -> dict[str, float]:
             doc = loads(event_json(m.to_json()))
             mapped = Mapped.from_json(doc)
             b = t()
-            state = states.setdefault(mapped.key(), EncounterState(encounter_id=mapped.key()))
+            state = states.get(mapped.key()) or states.setdefault(mapped.key(), EncounterState(encounter_id=mapped.key()))
             state.apply(mapped, 0, as_json=doc)
             c = t()
             timing["events"] += b - a
