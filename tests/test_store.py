@@ -4,6 +4,8 @@ changelog offset, restore rows, blocked encounters, topic checks and what each e
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka.errors import (
     CommitFailedError,
     KafkaTimeoutError,
@@ -102,6 +104,32 @@ def test_restored_rows_and_tombstones_and_the_offset_commit_together(tmp_path):
     assert store.changelog_offset == 11 and store.counts() == {"closed": 1}
     store.restore([], next_offset=5)
     assert store.changelog_offset == 11  # never moves back
+
+
+def test_a_state_put_again_after_its_tombstone_in_one_restore_batch_is_kept(tmp_path):
+    store = PartitionStore(tmp_path / "0.sqlite3", 0)
+    first, again = _open("e-1"), _closed()
+    store.restore([_row("e-1", first), Row("e-1", None), _row("e-1", again)], next_offset=3)
+    assert store.get("e-1") == again and store.counts() == {"closed": 1}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(["e-1", "e-2", "e-3", "e-4"]),
+                                   st.sampled_from(["open", "closed", "retired", None])), max_size=6), max_size=8),
+       st.booleans())
+def test_the_counts_by_standing_follow_every_write(batches, restore):
+    """Kept up to date by each write (puts, tombstones, a key several times in a batch), the
+    counts are what a count of the table gives."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        store = PartitionStore(Path(d) / "0.sqlite3", 0)
+        for n, batch in enumerate(batches, start=1):
+            rows = [Row(key, None) if standing is None else Row(key, b"{}", standing, n) for key, standing in batch]
+            (store.restore if restore else store.save)(rows, next_offset=n)
+            assert store.counts() == store._counted()
+        store.close()
 
 
 def test_the_retention_scan_finds_states_by_standing_and_age(tmp_path):
