@@ -148,9 +148,8 @@ class Settings(BaseSettings):
     # An idle worker fetches 40 times a second, which costs little.
     fetch_max_wait_ms: int = Field(default=25, ge=0)
     # How long the producer gathers records into a batch.  Each new batch wakes kafka-python's
-    # sender thread (a system call and a switch of the interpreter lock); the events hop and
-    # the charges each wait up to this.  5 against 20: close-to-charge at 100 administrations/s
-    # 51-55 against 73-76 ms mean, a backlog's rate and CPU per message the same within noise.
+    # sender thread (a system call and a switch of the interpreter lock); at light load the
+    # events hop and the charges each wait up to this (docs/performance.md, close-to-charge).
     linger_ms: int = Field(default=5, ge=0)
     # Input messages larger than this are dead-lettered without being parsed.
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
