@@ -123,16 +123,16 @@ class _Context:
     # The references every line repeats, made once per encounter (a Ref is a pydantic model):
     # the encounter as ChargeItem.context names it, the patient as subject names it (None:
     # not identified), and each administration as service names it (filled as lines need them).
-    context_ref: Ref | None = None
-    subject_ref: Ref | None = None
+    context_ref: Ref
+    subject_ref: Ref | None
     services: dict[str, Ref] = field(default_factory=dict)
 
 
 def _context(profile: Profile, encounter: EncounterInfo, events: Mapping[str, AdministrationEvent], entered: str | None,
-             encounter_id: str | None = None) -> _Context:
+             encounter_id: str) -> _Context:
     cost_center = profile.cost_centers.get(encounter.location_code or "") if profile.cost_centers else None
-    context_ref = encounter.identifier if encounter.identifier is not None else (
-        Ref(resource_type="Encounter", reference=f"Encounter/{encounter_id}") if encounter_id is not None else None)
+    context_ref = encounter.identifier if encounter.identifier is not None else Ref(
+        resource_type="Encounter", reference=f"Encounter/{encounter_id}")
     subject_ref = encounter.patient if encounter.patient is not None else (
         Ref(resource_type="Patient", reference=f"Patient/{encounter.patient_id}") if encounter.patient_id else None)
     return _Context(profile, encounter, events, entered, cost_center, context_ref, subject_ref)
@@ -200,7 +200,7 @@ def _charge_item(item_id: str, line: CodedLine, result: CodingResult, ctx: _Cont
             "text": v(_C.code_text, f"{line.code} {line.drug_name}" if line.system == "HCPCS" and line.drug_name else line.code),
         },
         "subject": _subject(c, ctx.subject_ref, profile),
-        "context": _ref(c, ctx.context_ref, profile),  # type: ignore[arg-type]  # set: to_charge_items passes the encounter id
+        "context": _ref(c, ctx.context_ref, profile),
         "occurrenceDateTime": v(_C.occurrence, line.service_date.isoformat()),
         "quantity": {"value": v(_C.quantity_value, line.units), "unit": v(_C.quantity_unit, line.unit or "service")},
         "enterer": {"reference": v(_C.reference, profile.enterer)} if profile.enterer else {"display": ENTERER_DISPLAY},
@@ -310,7 +310,7 @@ def billing(line: CodedLine, result: CodingResult, ctx: _Context) -> Billing:
 def billing_of(result: CodingResult, encounter: EncounterInfo, profile: Profile | None = None,
                events: Iterable[AdministrationEvent] = ()) -> list[Billing]:
     """Each line's :class:`Billing`, as :func:`to_charge_items` publishes it."""
-    ctx = _context(profile or _DEFAULT_PROFILE, encounter, {e.id: e for e in events}, None)
+    ctx = _context(profile or _DEFAULT_PROFILE, encounter, {e.id: e for e in events}, None, result.encounter_id)
     return [billing(line, result, ctx) for line in result.lines]
 
 

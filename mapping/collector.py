@@ -125,8 +125,8 @@ def stamped(m: Mapped) -> Mapped:
     ("<id>#<digest>"): the same delivery again is a duplicate only if it carries the same."""
     digest = _digest(m)
     sources = tuple(f"{d}#{digest}" for d in _deliveries(m.sources))
-    # Mapped(...) with every field: dataclasses.replace of the same, at a third of its cost (hot in HL7 mapping)
-    return Mapped(m.kind, m.id, m.version, m.administration, m.encounter, m.mode, sources)
+    # Every field copied, as dataclasses.replace does, at about half its cost (hot in HL7 mapping)
+    return Mapped(**{**m.__dict__, "sources": sources})
 
 
 def _deliveries(sources: tuple[str, ...]) -> dict[str, str | None]:
