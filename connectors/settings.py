@@ -159,11 +159,12 @@ class Settings(BaseSettings):
     # message itself stays at its source topic, partition and offset.  Keep this within the
     # dead-letter topic's max.message.bytes (Kafka's default is 1 MB).
     max_dead_letter_bytes: int = Field(default=1_000_000, ge=1024)
-    # An encounter's changelog state (compressed ~10x above 256 KB) is at most this large; the
-    # worker creates the state topic with a max.message.bytes to match.  A larger state stops
-    # the worker before it commits (StateTooLarge): skipping it would lose the encounter's
-    # records at the next restart.  4 MB holds a stay of well over 10,000 administrations with
-    # their charges (synthetic records compress to ~40 bytes each, before their ChargeItems).
+    # An encounter's changelog state (zlib-compressed above 1 KB, ~8-11x) is at most this large;
+    # the worker creates the state topic with a max.message.bytes to match.  A larger state
+    # blocks its encounter: the records that made it so are dead-lettered (StateTooLarge), later
+    # ones too (EncounterBlocked), until an operator re-admits it (recode --reopen).  4 MB holds
+    # a stay of well over 10,000 administrations with their charges (synthetic records compress
+    # to ~40 bytes each, before their ChargeItems).
     max_state_bytes: int = Field(default=4_000_000, ge=1024)
     # A revision bundle larger than this is not published: the triggering record is
     # dead-lettered (RevisionTooLarge) and the encounter is left as last published.  Keep it

@@ -26,7 +26,11 @@ from mapping.collector import Mapped, resolve
 from mapping.medications import Medications, with_medications
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-COMPRESS_FROM_BYTES = 256 * 1024  # changelog states larger than this are compressed (JSON compresses ~10x)
+# Changelog states larger than this are zlib-compressed (level 1: JSON states shrink 8-11x at
+# ~3 µs per KB).  Every checkpoint writes each changed encounter's whole state to the changelog
+# and the local store: compressed, the changelog carries ~9x fewer bytes for the same worker CPU
+# (the local store's writes shrink by about what compressing costs; docs/performance.md).
+COMPRESS_FROM_BYTES = 1024
 CLOSING_STATUSES = {"finished", "completed"}  # FHIR R4 / R5 Encounter.status; HL7 A03
 DISCARDING_STATUSES = {"cancelled", "entered-in-error"}  # FHIR; HL7 A11
 
@@ -242,8 +246,8 @@ class EncounterState(BaseModel):
     # --- changelog --------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """Plain JSON; zlib-compressed JSON when larger than COMPRESS_FROM_BYTES (a long stay's
-        records and charges would otherwise outgrow Kafka's 1 MB message limit)."""
+        """JSON, zlib-compressed when larger than COMPRESS_FROM_BYTES (:meth:`from_bytes` tells
+        them apart by the first byte, so either form reads back whatever the setting was)."""
         # Every field is JSON-native (str, int, bool, None, lists and dicts of them): orjson over
         # the fields writes what model_dump_json() writes, ~2.6x faster (a 45 KB state: ~360 ->
         # ~135 µs).  What orjson refuses (an integer beyond 64 bits: a feed's versionId may

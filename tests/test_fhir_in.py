@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+import string
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -51,6 +53,15 @@ def r4(**over) -> dict:
     }
     res.update(over)
     return res
+
+
+def r4_bulky(n: int, **over) -> dict:
+    """``r4(id=f"ma-{n}")`` whose drug text is 800 letters no compressor shortens (each such
+    administration adds ~0.6 KB to its encounter's compressed changelog state): for tests of
+    states too large to write."""
+    text = "".join(random.Random(n).choices(string.ascii_letters, k=800))
+    return r4(id=f"ma-{n}", medicationCodeableConcept={"coding": [{"system": HCPCS_SYSTEM, "code": "J9312"}], "text": text},
+              **over)
 
 
 def r5(**over) -> dict:

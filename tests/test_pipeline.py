@@ -33,7 +33,7 @@ from coding_core.profile import Profile
 from mapping.chargeitem_out import to_charge_items
 from mapping.collector import Mapped
 from mapping.reference_data import load_formulary
-from tests.test_fhir_in import r4
+from tests.test_fhir_in import r4, r4_bulky
 
 
 def test_end_to_end_equals_the_offline_code_result_and_poison_is_dead_lettered(kafka_bootstrap):
@@ -517,7 +517,7 @@ def test_an_encounter_too_large_to_write_is_blocked_alone_and_nothing_of_it_is_d
 
     settings = settings_for(kafka_bootstrap, max_state_bytes=32 * 1024)
     truth = offline_truth()
-    big = [r4(id=f"ma-big-{i}", context={"reference": "Encounter/enc-big"}) for i in range(120)]
+    big = [r4_bulky(i, context={"reference": "Encounter/enc-big"}) for i in range(120)]
     sent_ids = {a["id"] for a in big}
     close = {"resourceType": "Encounter", "id": "enc-big", "status": "finished", "class": {"code": "AMB"}}
     worker = Running(settings)

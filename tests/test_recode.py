@@ -25,7 +25,7 @@ from tests.pipeline_helpers import (
     settings_for,
     write_config,
 )
-from tests.test_fhir_in import r4
+from tests.test_fhir_in import r4, r4_bulky
 
 
 def _cli(*argv: str) -> tuple[int, str, str]:
@@ -123,7 +123,7 @@ def test_a_formulary_fix_and_recode_publish_the_next_revision_only_where_lines_c
 def test_recode_reopen_re_admits_a_blocked_encounter(kafka_bootstrap, tmp_path):
     settings = settings_for(kafka_bootstrap, max_state_bytes=4 * 1024)  # the state topic is made for this, + 64 KiB
     t = settings.topics
-    big = [r4(id=f"ma-big-{i}", context={"reference": "Encounter/enc-big"}) for i in range(10)]
+    big = [r4_bulky(i, context={"reference": "Encounter/enc-big"}) for i in range(20)]
     close = {"resourceType": "Encounter", "id": "enc-big", "status": "finished", "class": {"code": "AMB"}}
     worker = Running(settings)
     try:
@@ -144,8 +144,8 @@ def test_recode_reopen_re_admits_a_blocked_encounter(kafka_bootstrap, tmp_path):
         assert code == 0, err
         assert _wait_for(worker, 'outcome="recode-blocked"')  # without --reopen it stays blocked
         # a correction while it is blocked is dead-lettered (EncounterBlocked), not applied
-        gone = r4(id="ma-big-0", context={"reference": "Encounter/enc-big"}, status="entered-in-error")
-        produce(kafka_bootstrap, [(t.fhir_administrations, b"ma-big-0", json.dumps(gone).encode())])
+        gone = r4_bulky(0, context={"reference": "Encounter/enc-big"}, status="entered-in-error")
+        produce(kafka_bootstrap, [(t.fhir_administrations, b"ma-0", json.dumps(gone).encode())])
         assert _wait_for(worker, 'error_type="EncounterBlocked"')
         code, _, err = _cli("recode", "--encounter", "enc-big", "--reopen", "--config", str(config))
         assert code == 0, err

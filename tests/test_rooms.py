@@ -23,7 +23,7 @@ from connectors.settings import Settings
 from connectors.store import StateStores
 from mapping.fhir_in import map_resource
 from mapping.reference_data import load_formulary
-from tests.test_fhir_in import r4
+from tests.test_fhir_in import r4, r4_bulky
 
 TZ = ZoneInfo("America/New_York")
 
@@ -218,7 +218,7 @@ def test_a_recode_dates_the_charges_it_changes_at_the_commands_record_time(tmp_p
 
 def test_a_state_too_large_to_write_blocks_its_encounter_and_dead_letters_what_made_it_so(tmp_path):
     rooms = _rooms(tmp_path, max_state_bytes=4096)
-    admins = [map_resource(r4(id=f"ma-{i}")) for i in range(12)]
+    admins = [map_resource(r4_bulky(i)) for i in range(12)]
     _events(rooms, *admins)
     (_, row, headers), = rooms.processor.changelog()
     assert row.standing == "blocked" and dict(headers)["standing"] == b"blocked"
@@ -259,11 +259,11 @@ def test_a_state_blocked_after_a_checkpoint_that_did_not_finish_keeps_what_that_
     """Checkpoint N sends a state and does not see it acknowledged; more records then make the
     state too large at N+1.  The blocked state starts from what N wrote (saved first), and only
     the records after it are dead-lettered: every record is in one place or the other."""
-    rooms = _rooms(tmp_path, max_state_bytes=6000)  # 4 administrations fit (~2.9 KB), 12 do not (~8.5 KB)
+    rooms = _rooms(tmp_path, max_state_bytes=6000)  # 4 administrations fit (~3 KB compressed), 12 do not (~7.8 KB)
     rooms.stores.open(0)
     checkpoint = Checkpoint(rooms.settings, FakeConsumer(), rooms.outbox, rooms.intake, rooms.hold, rooms.processor, rooms.stores)
-    first = [map_resource(r4(id=f"ma-{i}")) for i in range(4)]
-    later = [map_resource(r4(id=f"ma-later-{i}")) for i in range(8)]
+    first = [map_resource(r4_bulky(i)) for i in range(4)]
+    later = [map_resource(r4_bulky(i)) for i in range(4, 12)]
     _events(rooms, *first)
     rooms.outbox.pending = [False, True]  # the changelog in flight at the timeout
     with pytest.raises(DeliveryPending):
