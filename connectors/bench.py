@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -233,9 +234,22 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the worker process has used so far (Linux /proc)."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(f"/proc/{self.proc.pid}/stat")
+
+    def thread_cpu_seconds(self) -> tuple[float, float]:
+        """(main thread, every other thread) CPU time so far: the worker loop against
+        kafka-python's network and sender threads and the metrics server (Linux /proc)."""
+        main = others = 0.0
+        for task in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                used = _cpu_seconds(f"/proc/{self.proc.pid}/task/{task}/stat")
+            except OSError:  # a thread that ended meanwhile
+                continue
+            if int(task) == self.proc.pid:
+                main += used
+            else:
+                others += used
+        return main, others
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -246,11 +260,18 @@ class WorkerProcess:
         self.dir.cleanup()
 
 
+def _cpu_seconds(stat_path: str) -> float:
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class WorkerGroup:
     """``n`` worker processes in one consumer group (scale-out by partition), each with its own
     client id; ready when every one has its partitions and the group has stopped rebalancing."""
 
     def __init__(self, settings: Settings, n: int):
+        self.settings = settings
         self.workers = [WorkerProcess(settings.model_copy(update={"client_id": f"{settings.client_id}-{i}"}))
                         for i in range(n)]
 
@@ -327,11 +348,14 @@ def pipeline_backlog(bootstrap: str, fmt: str, n_encounters: int, seed: int, wor
     return len(messages) / elapsed, len(messages), correct, cpu_us
 
 
-def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int,
-                    workers: int = 1, **overrides: Any) -> tuple[float, float, int, dict[str, float]]:
+def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int, workers: int = 1,
+                    probe: Callable[[str, WorkerGroup], None] | None = None,
+                    **overrides: Any) -> tuple[float, float, int, dict[str, float]]:
     """p50/p99 ms from producing an encounter's close to its first charges, at ``rate`` msgs/s,
     and where the time goes (:func:`close_stages`; ``stages["extra_revisions"]``: revisions
-    beyond the first per encounter).  ``overrides``: worker settings."""
+    beyond the first per encounter).  ``overrides``: worker settings.  ``probe`` is called
+    with ``"ready"`` before the first message and ``"done"`` once every close is charged (or
+    the wait gave up), the workers still running."""
     settings = settings_for(bootstrap, **overrides)
     messages: list[Message] = []
     n = 1
@@ -344,6 +368,8 @@ def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int,
     watcher.start()
     worker = WorkerGroup(settings, workers)
     worker.wait_ready()
+    if probe is not None:
+        probe("ready", worker)
     closed_at: dict[str, float] = {}
 
     def on_sent(topic: str, key: bytes | None, value: bytes) -> None:
@@ -354,6 +380,8 @@ def close_to_charge(bootstrap: str, rate: float, seconds: float, seed: int,
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(e in watcher.arrived for e in closed_at):
         time.sleep(0.02)
+    if probe is not None:
+        probe("done", worker)
     latencies = sorted(1000 * (min(t for t in watcher.arrived[e] if t >= c) - c)
                        for e, c in closed_at.items() if any(t >= c for t in watcher.arrived.get(e, [])))
     stages = close_stages(worker)
