@@ -174,6 +174,26 @@ def test_the_table_keeps_the_latest_medication_per_id_and_reports_every_change_o
     assert len(letters) == 2 and b"appears twice" in letters[0] and b"key is not the Medication's id" in letters[1]
 
 
+def test_between_batches_the_topic_is_read_at_most_every_poll_interval(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import connectors.medications as medications
+
+    rooms = _rooms(tmp_path)
+    table = medications.MedicationTable(rooms.settings, rooms.processor.metrics, rooms.processor.dead_letters)
+    polls: list[int] = []
+    table._reader = SimpleNamespace(poll=lambda timeout_ms: polls.append(timeout_ms) or {})
+    now = [1000.0]
+    monkeypatch.setattr(medications.time, "monotonic", lambda: now[0])
+    table.poll()
+    now[0] += medications.POLL_INTERVAL_S / 2
+    table.poll()
+    assert polls == [0]  # without waiting, and not again within the interval
+    now[0] += medications.POLL_INTERVAL_S
+    table.poll()
+    assert polls == [0, 0]
+
+
 def test_a_coding_failure_when_a_medication_arrives_is_dead_lettered_and_the_worker_goes_on(tmp_path, monkeypatch):
     from connectors.state import EncounterState
 

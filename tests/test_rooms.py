@@ -93,6 +93,35 @@ def test_the_hold_releases_an_update_once_every_input_partition_is_read_past_it(
     assert hold.release(consumer, [a, b]) == [close] and hold.floors() == {}
 
 
+def test_the_hold_asks_for_a_position_only_until_it_knows_the_partition_is_read_to_its_end():
+    """Positions only move back by a rewind or a revocation, which forget the partition: until
+    then a partition read to its end (or reported there) is not asked about again."""
+    a, b = TopicPartition("in.a", 0), TopicPartition("in.b", 0)
+    asked: list[TopicPartition] = []
+
+    class Counting(FakeConsumer):
+        def position(self, tp: TopicPartition) -> int:
+            asked.append(tp)
+            return super().position(tp)
+
+    hold = CloseHold(0, lambda: 100.0, Metrics())
+    close = map_resource({"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}})
+    consumer = Counting(ends={a: 10, b: 4}, positions={a: 10, b: 4})
+    hold.read(a, 9, 5_000)  # a's last record: read to its end
+    hold.hold(a, 9, 5_000, close)
+    assert hold.release(consumer, [a, b]) == [close] and asked == [b]  # b (nothing read) asked once
+    hold.hold(a, 9, 5_000, close)
+    hold._ends_next = float("-inf")
+    assert hold.release(consumer, [a, b]) == [close] and asked == [b]  # neither asked again
+    hold.forget([a])  # a rewind: a goes back to its commit
+    consumer.positions[a] = 3
+    hold.hold(a, 3, 5_000, close)
+    hold._ends_next = float("-inf")
+    assert hold.release(consumer, [a, b]) == [] and asked == [b, a]  # asked again, and not caught up
+    hold.read(a, 9, 5_001)
+    assert hold.release(consumer, [a, b]) == [close]
+
+
 class Clock:
     def __init__(self, now: float):
         self.now = now
