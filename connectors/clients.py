@@ -35,6 +35,7 @@ def make_consumer(settings: Settings) -> KafkaConsumer:
         isolation_level="read_committed" if settings.delivery == "exactly-once" else "read_uncommitted",
         session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 3),
         max_poll_interval_ms=settings.max_poll_interval_ms, fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_min_bytes=settings.fetch_min_bytes,
         request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
     )
 

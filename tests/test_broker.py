@@ -37,3 +37,17 @@ def test_broker_round_trip(kafka_bootstrap):
                 got.setdefault(r.key, []).append(r.value)
     consumer.close()
     assert got == sent  # per key, in order: one encounter's history stays in one partition
+
+
+def test_the_group_consumer_fetches_as_the_settings_say(kafka_bootstrap):
+    """fetch_min_bytes and fetch_max_wait_ms reach the consumer (docs/performance.md: they set
+    the worker's CPU under a light feed, and its latency)."""
+    from connectors.clients import make_consumer
+    from connectors.settings import Settings
+
+    consumer = make_consumer(Settings(bootstrap_servers=kafka_bootstrap, fetch_min_bytes=16384, fetch_max_wait_ms=40,
+                                      metrics_port=None))
+    try:
+        assert (consumer.config["fetch_min_bytes"], consumer.config["fetch_max_wait_ms"]) == (16384, 40)
+    finally:
+        consumer.close()

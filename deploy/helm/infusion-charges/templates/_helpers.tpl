@@ -81,7 +81,7 @@ INFUSION_CHARGES_<one of them> (nested ones included), which would silently over
 */}}
 {{- define "infusion-charges.renderedSettings" -}}
 {{- toYaml (list "bootstrap_servers" "group_id" "client_id" "timezone" "partitions" "replication_factor" "create_topics"
-  "idle_close_minutes" "retention_days" "delivery" "session_timeout_ms" "max_poll_interval_ms" "state_dir"
+  "idle_close_minutes" "retention_days" "delivery" "session_timeout_ms" "max_poll_interval_ms" "fetch_min_bytes" "state_dir"
   "shutdown_timeout_s" "liveness_timeout_s" "log_level" "kafka_log_level" "profile" "formulary" "metrics_port"
   "topics" "security" "log_id_key") -}}
 {{- end -}}
