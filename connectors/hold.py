@@ -55,10 +55,11 @@ class CloseHold:
         self._input_time: dict[TopicPartition, int] = {}  # timestamp of the last record read
         self._ends: dict[TopicPartition, int] = {}  # input partitions' end offsets, as of _ends_at
         # A lower bound of each input partition's position: past every record read and every
-        # position the consumer reported.  Positions only move back by a rewind or a
-        # revocation, and both forget the partition here; so a partition whose bound has
-        # reached its end is caught up without asking the consumer (~8 µs a partition, each
-        # turn something is held).
+        # position the consumer reported.  A partition is forgotten here when it is revoked or
+        # lost and before the worker seeks it (a rewind, out of range, no committed offset); a
+        # newly assigned one starts unknown.  So a partition whose bound has reached its end
+        # is caught up without asking the consumer (~8 µs a partition, each turn something is
+        # held).
         self._read_past: dict[TopicPartition, int] = {}
         self._ends_at = self._ends_next = float("-inf")
         # Measured grace: per partition, (end offset, when it was answered (ms)) of the end

@@ -74,7 +74,8 @@ class Positions:
         for tp, offset in positions.items():
             if offset > end[tp]:
                 raise DataLoss(f"{tp.topic}[{tp.partition}]: offset {offset} is past the log's end {end[tp]}: the broker lost data")
-            self._expired(tp, offset, begin[tp])
+            if offset < begin[tp]:
+                self._expired(tp, offset, begin[tp])
             self.consumer.seek(tp, begin[tp])
 
     def _expired(self, tp: TopicPartition, offset: int, begin: int) -> None:

@@ -203,10 +203,13 @@ class Worker:
             pending = self.assignments.pending()
             for tp in (e.args[0] if e.args and isinstance(e.args[0], (set, dict, list)) else ()):
                 if tp not in pending:
+                    self.hold.forget([tp])  # every seek forgets what the hold knows of the position
                     self.consumer.seek_to_beginning(tp)
             return True
         except OffsetOutOfRangeError as e:
-            self.positions.out_of_range(e.args[0] if e.args and isinstance(e.args[0], dict) else {})
+            out = e.args[0] if e.args and isinstance(e.args[0], dict) else {}
+            self.hold.forget(list(out))
+            self.positions.out_of_range(out)
             return True
         events = self.settings.topics.events
         try:
