@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker", action="append", default=[], metavar="KEY=VALUE", help="a worker setting for every run")
     ap.add_argument("--versus", action="append", default=[], metavar="KEY=VALUE", help="the B side's settings")
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    if "workers" in _settings(args.worker + args.versus):
+        ap.error("one worker: its CPU is what is measured")
     rates = [float(r) for r in args.rates.split(",")]
     sides = [_settings(args.worker)] + ([{**_settings(args.worker), **_settings(args.versus)}] if args.versus else [])
     runs: list[dict[str, Any]] = []
