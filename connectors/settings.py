@@ -149,10 +149,11 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=25, ge=0)
     # Least data a fetch asks for before the broker answers (it answers after fetch_max_wait_ms
     # otherwise).  At 1, a live feed answers fetches about as fast as records arrive, and each
-    # round trip costs kafka-python's threads CPU: at 100 administrations/s a worker uses 0.4 of
-    # a core (an idle one 0.09).  16384 makes a fetch wait for more: 0.23 of a core at 100/s,
-    # 0.37 instead of 0.61 at 300/s, for a close-to-charge p50 of ~110 ms instead of 50-80 ms
-    # (docs/performance.md, CPU under live load).  At 1,000/s it hardly changes either.
+    # round trip costs kafka-python's threads CPU: at 100 administrations/s a worker uses
+    # 0.31-0.44 of a core (an idle one 0.09).  16384 makes a fetch wait for more: 0.19-0.23 of a
+    # core at 100/s, 0.30-0.39 instead of 0.50-0.61 at 300/s, for a close-to-charge p50 of
+    # ~90-110 ms instead of 50-80 ms (docs/performance.md, CPU under live load).  At 1,000/s
+    # it hardly changes either.
     fetch_min_bytes: int = Field(default=1, ge=1)
     # How long the producer gathers records into a batch.  Each new batch wakes kafka-python's
     # sender thread (a system call and a switch of the interpreter lock); at light load the
