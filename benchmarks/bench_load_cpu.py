@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
-    if "workers" in _settings(args.worker + args.versus):
+    common, versus = _settings(args.worker), _settings(args.versus)
+    if "workers" in common or "workers" in versus:
         ap.error("one worker: its CPU is what is measured")
     rates = [float(r) for r in args.rates.split(",")]
-    sides = [_settings(args.worker)] + ([{**_settings(args.worker), **_settings(args.versus)}] if args.versus else [])
+    sides = [common] + ([{**common, **versus}] if versus else [])
     runs: list[dict[str, Any]] = []
     for r in range(args.rounds):
         for rate in rates if r % 2 == 0 else reversed(rates):

@@ -164,8 +164,7 @@ class CloseHold:
     def _position_reached(self, consumer: KafkaConsumer, tp: TopicPartition, end: int) -> bool:
         if self._read_past.get(tp, 0) >= end:
             return True
-        position = consumer.position(tp)
-        self._read_past[tp] = max(position, self._read_past.get(tp, 0))
+        position = self._read_past[tp] = consumer.position(tp)
         return position >= end
 
     def floors(self) -> dict[TopicPartition, int]:

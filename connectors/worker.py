@@ -208,7 +208,7 @@ class Worker:
             return True
         except OffsetOutOfRangeError as e:
             out = e.args[0] if e.args and isinstance(e.args[0], dict) else {}
-            self.hold.forget(list(out))
+            self.hold.forget(out)
             self.positions.out_of_range(out)
             return True
         events = self.settings.topics.events

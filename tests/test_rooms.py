@@ -94,8 +94,8 @@ def test_the_hold_releases_an_update_once_every_input_partition_is_read_past_it(
 
 
 def test_the_hold_asks_for_a_position_only_until_it_knows_the_partition_is_read_to_its_end():
-    """Positions only move back by a rewind or a revocation, which forget the partition: until
-    then a partition read to its end (or reported there) is not asked about again."""
+    """The worker forgets a partition here when it is revoked or lost and before it seeks it:
+    until then a partition read to its end (or reported there) is not asked about again."""
     a, b = TopicPartition("in.a", 0), TopicPartition("in.b", 0)
     asked: list[TopicPartition] = []
 
