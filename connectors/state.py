@@ -229,14 +229,22 @@ class EncounterState(BaseModel):
             self._warning_codes = tuple(w.code for w in result.warnings)
             entered = _EPOCH + timedelta(milliseconds=self.recoded_ms) if self.recoded_ms else None
             items = to_charge_items(result, self.encounter(), profile, events, entered)
-        live = {k: _as_billed(v) for k, v in self.published.items() if v.get("status") != "entered-in-error"}
-        if {i["id"]: _as_billed(i) for i in items} == live:
+        if self._same_charges(items):
             return None  # the same charges (coded under another formulary version, perhaps): nothing to publish
         self.revision += 1
         bundle = revision_bundle(self.encounter_id, self.revision, items, self.published,
                                  {"formulary": str(formulary.version), "profile": profile.name}, profile.fhir_base_url)
         self.published = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
         return bundle
+
+    def _same_charges(self, items: list[dict[str, Any]]) -> bool:
+        """Are ``items`` the live published charges, as billed (:func:`_as_billed`)?  The ids
+        are compared first: a first coding (nothing published) or a changed set of lines is
+        told apart without copying any item."""
+        coded = {i["id"]: i for i in items}
+        live = [k for k, v in self.published.items() if v.get("status") != "entered-in-error"]
+        return len(coded) == len(live) and all(
+            k in coded and _as_billed(coded[k]) == _as_billed(self.published[k]) for k in live)
 
     @property
     def warning_codes(self) -> tuple[str, ...]:

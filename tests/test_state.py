@@ -317,3 +317,42 @@ def test_each_revision_records_the_formulary_and_profile_it_was_coded_with():
     bundle = s.code(FORMULARY, Profile(name="acme-medicare"))
     assert {(t["system"], t["code"]) for t in bundle["meta"]["tag"]} == {
         ("urn:infusion-charges:coded-with/formulary", FORMULARY.version), ("urn:infusion-charges:coded-with/profile", "acme-medicare")}
+
+
+def test_the_same_charges_are_told_by_the_live_lines_as_billed():
+    """A coding publishes only when its lines differ from the live published ones, read as billed:
+    without enteredDate and the formulary version, withdrawn lines not counted (the comparison
+    looks at the ids first; every variant here must agree with comparing the two whole maps)."""
+    from connectors.state import _as_billed
+    from mapping.chargeitem_out import EXT_FORMULARY
+
+    s = EncounterState(encounter_id="e-1")
+    for m in (chemo(version="1"), encounter("finished")):
+        s.apply(m, MIN)
+    published = [e["resource"] for e in s.code(FORMULARY, PROFILE)["entry"]]
+    assert len(published) >= 2
+
+    def reworded(item: dict, **changes) -> dict:
+        return {**json.loads(json.dumps(item)), **changes}
+
+    def with_formulary(item: dict, version: str) -> dict:
+        return {**item, "extension": [({**e, "valueString": version} if e["url"] == EXT_FORMULARY else e) for e in item["extension"]]}
+
+    withdrawn = reworded(published[0], id="ci-gone", status="entered-in-error")
+    variants = {
+        "the same": (published, published, True),
+        "entered again later": (published, [reworded(i, enteredDate="2030-01-01T00:00:00+00:00") for i in published], True),
+        "another formulary version": (published, [with_formulary(i, "2099-01") for i in published], True),
+        "a withdrawn line held": ([*published, withdrawn], published, True),
+        "a line changed": (published, [reworded(published[0], quantity={"value": 99}), *published[1:]], False),
+        "a line more": (published, [*published, reworded(published[0], id="ci-new")], False),
+        "a line less": (published, published[1:], False),
+        "a line under another id": (published, [reworded(published[0], id="ci-other"), *published[1:]], False),
+        "nothing published yet": ([], published, False),
+        "nothing either way": ([], [], True),
+    }
+    for name, (held, coded, same) in variants.items():
+        s.published = {i["id"]: i for i in held}
+        whole = {i["id"]: _as_billed(i) for i in coded} == {
+            k: _as_billed(v) for k, v in s.published.items() if v.get("status") != "entered-in-error"}
+        assert s._same_charges(coded) is same and whole is same, name
