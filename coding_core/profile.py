@@ -86,7 +86,8 @@ class Chargemaster(BaseModel):
         J9312 TB JW takes the JW row, not the plain one); on a tie, the first in the file."""
         line = set(modifiers)
         best: CdmItem | None = None
-        for r in self._by_code.get(code, ()):
+        # through pydantic's private slot: reading ``self._by_code`` by name costs ~1.9 µs, once per line
+        for r in self.__pydantic_private__["_by_code"].get(code, ()):
             if set(r.modifiers) <= line and (best is None or len(r.modifiers) > len(best.modifiers)):
                 best = r
         return best
