@@ -249,3 +249,23 @@ def test_unknown_elements_are_refused_and_do_not_grow_the_validator(items):
     for item in items[:20]:  # past the cap every resource is validated in full, still correctly
         capped.validate(item)
     assert capped._elements <= 5 and capped.full == 20
+
+
+def test_an_element_one_view_lacks_is_still_read_from_the_view_that_has_it():
+    """A view answers None for an element it lacks (and the class remembers the name, so the next
+    miss is cheap); a view holding the element reads its own value, and ``<name>_fhir`` keeps
+    reading the keyword-named element."""
+    from fhir.resources.R4B.encounter import Encounter
+
+    validator = ShapeValidator(Encounter)
+    bare = {"resourceType": "Encounter", "id": "e-1", "status": "finished", "class": {"code": "AMB"}}
+    noted = {**bare, "id": "e-2", "serviceType": {"text": "infusion clinic"}}
+    for resource in (bare, noted):
+        validator.parse(copy.deepcopy(resource))  # learned: the next parse of each shape is a view
+    lacking, holding = validator.parse(copy.deepcopy(bare)), validator.parse(copy.deepcopy(noted))
+    assert validator.fast == 2
+    assert lacking.serviceType is None and lacking.serviceType is None  # the second read finds the class's None
+    assert holding.serviceType.text == "infusion clinic"
+    assert lacking.class_fhir.code == "AMB" and lacking.priority_fhir is None
+    later = validator.parse(copy.deepcopy(noted))
+    assert later.serviceType.text == "infusion clinic" and later.id == "e-2"
