@@ -367,7 +367,21 @@ def full_url(item_id: str, base_url: str | None = None) -> str:
     name-based ``urn:uuid:`` of its id (the same line, the same URL, in every revision)."""
     if base_url:
         return f"{base_url}/ChargeItem/{item_id}"
-    return f"urn:uuid:{uuid.uuid5(FULL_URL_NAMESPACE, item_id)}"
+    return f"urn:uuid:{name_uuid(item_id)}"
+
+
+_NAMESPACE_BYTES = FULL_URL_NAMESPACE.bytes
+
+
+def name_uuid(name: str) -> str:
+    """``str(uuid.uuid5(FULL_URL_NAMESPACE, name))`` (RFC 4122 version 5: SHA-1 of the namespace
+    and the name, version and variant bits set), written without building a UUID object:
+    ~1.4 instead of ~5 µs, once per ChargeItem of every revision."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def bundle(items: Iterable[dict[str, Any]], base_url: str | None = None) -> dict[str, Any]:

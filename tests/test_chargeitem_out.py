@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.chargeitem import ChargeItem
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coding_core.formulary import HCPCS_SYSTEM
 from coding_core.model import EncounterInfo, Method
@@ -162,3 +164,15 @@ def test_an_invalid_charge_item_is_never_returned(monkeypatch):
     else:
         raise AssertionError("an invalid ChargeItem was returned")
     assert good
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_the_name_based_full_url_is_uuid5_of_the_item_id(name):
+    import uuid
+
+    from mapping.chargeitem_out import FULL_URL_NAMESPACE, full_url, name_uuid
+
+    expected = str(uuid.uuid5(FULL_URL_NAMESPACE, name))
+    assert name_uuid(name) == expected
+    assert full_url(name) == f"urn:uuid:{expected}"
