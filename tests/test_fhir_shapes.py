@@ -269,3 +269,4 @@ def test_an_element_one_view_lacks_is_still_read_from_the_view_that_has_it():
     assert lacking.class_fhir.code == "AMB" and lacking.priority_fhir is None
     later = validator.parse(copy.deepcopy(noted))
     assert later.serviceType.text == "infusion clinic" and later.id == "e-2"
+    assert later.class_fhir.code == "AMB" and later.priority_fhir is None  # a keyword-named element read again

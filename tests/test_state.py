@@ -348,6 +348,8 @@ def test_the_same_charges_are_told_by_the_live_lines_as_billed():
         "a line more": (published, [*published, reworded(published[0], id="ci-new")], False),
         "a line less": (published, published[1:], False),
         "a line under another id": (published, [reworded(published[0], id="ci-other"), *published[1:]], False),
+        "an id twice, the last as published": (published, [reworded(published[0], quantity={"value": 99}), *published], True),
+        "an id twice, the last changed": (published, [*published, reworded(published[0], quantity={"value": 99})], False),
         "nothing published yet": ([], published, False),
         "nothing either way": ([], [], True),
     }
