@@ -133,10 +133,12 @@ class EncounterState(BaseModel):
         is coded.  The encounter record stays parsed (the lifecycle asks for it).  True if
         anything was released."""
         key = f"encounter:{self.encounter_id}"
-        if self._view is None and all(k == key for k in self._parsed):
+        caches = self.__pydantic_private__  # see _held: asked of every quiet open encounter every second
+        parsed = caches["_parsed"]
+        if caches["_view"] is None and (not parsed or (len(parsed) == 1 and key in parsed)):
             return False
-        self._parsed = {k: v for k, v in self._parsed.items() if k == key}
-        self._view = None
+        caches["_parsed"] = {k: v for k, v in parsed.items() if k == key}
+        caches["_view"] = None
         return True
 
     def encounter(self) -> EncounterInfo:
@@ -156,7 +158,10 @@ class EncounterState(BaseModel):
 
     @property
     def lifecycle(self) -> Lifecycle:
-        record = self._encounter_record()
+        return self._lifecycle(self._encounter_record())
+
+    def _lifecycle(self, record: EncounterInfo | None) -> Lifecycle:
+        """The lifecycle given the feed's own Encounter record (``_encounter_record``)."""
         status = ((record.status if record is not None else None) or "").lower()
         if status in DISCARDING_STATUSES:
             return Lifecycle.DISCARDED
@@ -168,10 +173,11 @@ class EncounterState(BaseModel):
         """Has an outpatient encounter's feed been silent for ``idle_close_ms``?  The worker
         then sends an idle-close event through the events topic (see :meth:`idle_close`), so
         the close takes its place in the encounter's history and a replay decides the same."""
-        if now_ms - self.last_record_ms < idle_close_ms or self.retired or self.blocked is not None \
-                or self.lifecycle is not Lifecycle.OPEN:  # the time first: asked of every open encounter every second
-            return False
+        if now_ms - self.last_record_ms < idle_close_ms or self.retired or self.blocked is not None:
+            return False  # the time first: asked of every open encounter every second
         record = self._encounter_record()
+        if self._lifecycle(record) is not Lifecycle.OPEN:
+            return False
         return record is None or record.encounter_class is not EncounterClass.INPATIENT  # inpatients wait for discharge
 
     def idle_close(self, basis_ms: int) -> bool:
