@@ -8,6 +8,8 @@ partition file, is outside it):
 * open, active: encounters in memory as the worker holds open ones that received records in
   the last ten minutes (records parsed for coding);
 * open, quiet: the same after they let go of their parsed records (``Ticker.QUIET_MS``);
+* the tick: CPU the once-a-second tick spends on each quiet open encounter (letting go of
+  parsed records, asking whether an idle close is due), per 1,000 open encounters;
 * closed: encounters coded, written to the local state store and let go from memory -- what
   the worker keeps in memory for them and on disk;
 * recovery: changelog records written into a new store per second, and open encounters read
@@ -38,6 +40,7 @@ from connectors.settings import Topics  # noqa: E402
 from connectors.state import EncounterState  # noqa: E402
 from connectors.store import PartitionStore, Row  # noqa: E402
 from connectors.synthetic import generate  # noqa: E402
+from connectors.ticker import QUIET_MS  # noqa: E402
 from mapping.collector import Mapped  # noqa: E402
 from mapping.reference_data import load_formulary  # noqa: E402
 
@@ -64,6 +67,18 @@ def build(n: int, close: bool) -> dict[str, EncounterState]:
             if state.due():
                 state.code(formulary, profile)
     return states
+
+
+def _tick_seconds(states: dict[str, EncounterState]) -> float:
+    """CPU of one tick's per-encounter work over quiet open encounters (connectors/ticker.py):
+    the quiet check, letting go of parsed records, and whether an idle close is due."""
+    now_ms = 10**13  # long after every record: every encounter is quiet and due
+    t0 = time.process_time()
+    for state in states.values():
+        if now_ms - state.last_record_ms > QUIET_MS:
+            state.release_parsed()
+        state.idle_close_due(now_ms, 60 * 60_000)
+    return time.process_time() - t0
 
 
 def measure(n: int) -> dict[str, float]:
@@ -103,6 +118,9 @@ def measure(n: int) -> dict[str, float]:
         store = PartitionStore(Path(d) / "0.sqlite3", 0)
         opened = build(n, close=False)
         store.save([Row(k, s.to_bytes(), s.standing, s.last_record_ms) for k, s in opened.items()], 1)
+        for state in opened.values():
+            state.release_parsed()
+        tick_s = min(_tick_seconds(opened) for _ in range(5))  # tracemalloc off: it slows what allocates
         del opened
         t0 = time.perf_counter()
         loaded = store.load_open()
@@ -110,6 +128,7 @@ def measure(n: int) -> dict[str, float]:
         store.close()
     per_k = 1000 / n
     return {"open_active_memory_mib_per_1000": open_bytes * per_k / 2**20, "open_quiet_memory_mib_per_1000": quiet_bytes * per_k / 2**20,
+            "tick_cpu_ms_per_1000_open": tick_s * per_k * 1000,
             "closed_memory_mib_per_1000": max(0, closed_memory) * per_k / 2**20,
             "closed_disk_mib_per_1000": disk * per_k / 2**20, "restore_records_per_s_parsed": n / parsed_s,
             "restore_records_per_s_with_headers": n / headers_s, "open_loaded_per_s": loaded / load_s}
